@@ -1,0 +1,1 @@
+"""packnet_jax.data"""
