@@ -1,0 +1,1 @@
+"""Experiment configurations (`get_config()` in each file; run from the repository root)."""

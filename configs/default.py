@@ -1,0 +1,157 @@
+"""Every configuration key, with the PyTorch reference's defaults (SPEC §7).
+
+Not meant to be trained directly (it names no dataset or network); the experiment
+files in this folder import it and override only what differs, e.g.
+
+  python -m packnet_jax.main --config=configs/kitti.py --workdir=/tmp/kitti \
+      --config.optim.depth.lr=1e-4 --config.datasets.train.batch_size=2
+
+Any key set by an experiment file or on the command line must exist here with the
+same type (ints are accepted for floats, lists for tuples); `packnet_jax.config_utils`
+checks this at start-up and names the offending key.
+
+Layout:
+  model       which SfM model (SelfSupModel / SemiSupModel / VelSupModel), its two
+              networks, loss parameters and evaluation parameters.
+  optim       Adam with one learning rate per network, the StepLR schedule (in
+              epochs, as the reference) and optional gradient clipping.
+  datasets    augmentation shared by all splits, then train / validation / test.
+  arch        seed and length of training.
+  train       step-level behaviour (non-finite steps, test hooks).
+  checkpoint  orbax checkpoints in --workdir (periodic, final, keep-last-N, resume).
+  logging     clu metric writers (scalars, images) and progress reports.
+  eval        periodic validation.
+  distributed multi-host start-up (jax.distributed.initialize).
+"""
+import ml_collections
+
+
+def _split(batch_size, num_workers, back_context, forward_context):
+  """Keys shared by the train / validation / test dataset nodes."""
+  return ml_collections.ConfigDict(dict(
+      # Reader name: 'KITTI', 'DDAD' or 'Image' (a folder of frames / a video).
+      dataset='',
+      path='',            # dataset root
+      split='',           # split file relative to `path` ('' = every frame)
+      depth_type='',      # '' (no depth), 'velodyne', 'groundtruth', ...
+      input_depth_type='',
+      cameras=(),         # DDAD camera names
+      batch_size=batch_size,  # per device, as the reference's per-GPU batch
+      num_workers=num_workers,
+      back_context=back_context,
+      forward_context=forward_context,
+      num_logs=5,         # depth images written per evaluation
+  ))
+
+
+def get_config():
+  """Returns the default ConfigDict (see the module docstring)."""
+  config = ml_collections.ConfigDict()
+  config.name = ''
+  config.debug = False
+  # Dtype of network activations ('float32' or 'bfloat16'); losses are float32.
+  config.compute_dtype = 'float32'
+
+  config.arch = ml_collections.ConfigDict(dict(
+      seed=42,
+      min_epochs=1,
+      max_epochs=50,
+      validate_first=False,
+      # 0: one epoch = the train split divided by the global batch (reference).
+      steps_per_epoch=0,
+      # 0: max_epochs * steps_per_epoch; > 0 stops earlier (demos, tests).
+      max_steps=0,
+  ))
+
+  model = config.model = ml_collections.ConfigDict()
+  model.name = 'SelfSupModel'   # 'SelfSupModel' | 'SemiSupModel' | 'VelSupModel'
+  # Whole-model checkpoint (`.ckpt` or converted dir) loaded into both networks.
+  model.checkpoint_path = ''
+  # With a `.ckpt`: also take Adam moments and the epoch from it (continue training).
+  model.resume_optimizer = False
+  for net in ('depth_net', 'pose_net'):
+    model[net] = ml_collections.ConfigDict(dict(
+        name='', version='', dropout=0.0,
+        checkpoint_path='',   # `.ckpt` or converted dir, this network only
+    ))
+  model.loss = ml_collections.ConfigDict(dict(
+      num_scales=4,
+      progressive_scaling=0.0,
+      flip_lr_prob=0.5,
+      rotation_mode='euler',
+      upsample_depth_maps=True,
+      ssim_loss_weight=0.85,
+      occ_reg_weight=0.1,       # stored but unused, as in the reference
+      smooth_loss_weight=0.001,
+      C1=1e-4,
+      C2=9e-4,
+      photometric_reduce_op='min',
+      disp_norm=True,           # stored but unused, as in the reference
+      clip_loss=0.0,
+      padding_mode='zeros',
+      automask_loss=True,
+      velocity_loss_weight=0.1,
+      supervised_method='sparse-l1',
+      supervised_num_scales=4,
+      supervised_loss_weight=0.9,
+  ))
+  model.params = ml_collections.ConfigDict(dict(
+      crop='', min_depth=0.0, max_depth=80.0, scale_output='resize'))
+
+  config.optim = ml_collections.ConfigDict(dict(
+      name='Adam',
+      depth=dict(lr=2e-4, weight_decay=0.0),
+      pose=dict(lr=2e-4, weight_decay=0.0),
+      # StepLR in epochs: lr * gamma ** (epoch // step_size).
+      scheduler=dict(name='StepLR', step_size=10, gamma=0.5, T_max=20),
+      grad_clip_norm=0.0,   # 0: no clipping (reference)
+  ))
+
+  datasets = config.datasets = ml_collections.ConfigDict()
+  datasets.augmentation = ml_collections.ConfigDict(dict(
+      image_shape=(),
+      jittering=(0.2, 0.2, 0.2, 0.05),
+      crop_train_borders=(),
+      crop_eval_borders=(),
+  ))
+  datasets.train = _split(8, 16, 1, 1)
+  datasets.train.repeat = 1
+  datasets.validation = _split(1, 8, 0, 0)
+  datasets.test = _split(1, 8, 0, 0)
+
+  config.train = ml_collections.ConfigDict(dict(
+      # Stop after this many consecutive steps with a non-finite loss/gradient
+      # (each such step is skipped: parameters and optimiser state are kept).
+      max_consecutive_nonfinite=10,
+      # Test hook: steps whose loss is multiplied by NaN inside the train step.
+      inject_nonfinite_steps=(),
+  ))
+
+  config.checkpoint = ml_collections.ConfigDict(dict(
+      every_steps=1000,     # 0: only at the end of each epoch and of training
+      every_epochs=1,
+      keep=5,               # keep the last N checkpoints
+      async_save=True,
+  ))
+
+  config.logging = ml_collections.ConfigDict(dict(
+      log_every_steps=50,
+      image_every_steps=500,   # colour-mapped inverse depth next to the input
+      progress_every_steps=100,
+  ))
+
+  config.eval = ml_collections.ConfigDict(dict(
+      every_steps=0,          # 0: after every epoch (reference)
+      max_batches=0,          # 0: the whole validation split
+      post_process=True,      # also report flip post-processed metrics
+  ))
+
+  config.distributed = ml_collections.ConfigDict(dict(
+      # True: call jax.distributed.initialize() (arguments below, or the
+      # cluster's environment variables when left empty / -1).
+      enabled=False,
+      coordinator_address='',
+      num_processes=-1,
+      process_id=-1,
+  ))
+  return config

@@ -1,0 +1,29 @@
+"""Over-fit the tiny DDAD subset (the reference's overfit_ddad.yaml).
+
+  python -m packnet_jax.main --config=configs/overfit_ddad.py --workdir=/tmp/packnet_overfit_ddad \
+      --config.datasets.train.path=/data/datasets/DDAD_tiny/ddad_tiny.json
+
+DepthResNet18 + PoseResNet18 at 384×640, batch 4, Adam 1e-4, the 'train' split of
+DDAD_tiny repeated 500 times, front camera, max depth 200 m.
+"""
+from configs import overfit_kitti
+
+
+def get_config():
+  """Tiny-DDAD over-fitting run."""
+  config = overfit_kitti.get_config()
+  config.name = 'overfit_ddad'
+  config.model.params.crop = ''
+  config.model.params.max_depth = 200.0
+  config.optim.depth.lr = 1e-4
+  config.optim.pose.lr = 1e-4
+  config.datasets.augmentation.image_shape = (384, 640)
+  config.datasets.train.batch_size = 4
+  config.datasets.train.repeat = 500
+  for split in (config.datasets.train, config.datasets.validation, config.datasets.test):
+    split.dataset = 'DGP'
+    split.path = '/data/datasets/DDAD_tiny/ddad_tiny.json'
+    split.split = 'train'
+    split.depth_type = 'lidar'
+    split.cameras = ('camera_01',)
+  return config

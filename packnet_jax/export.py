@@ -1,0 +1,272 @@
+"""Export of a depth network to StableHLO (jax.export) or ONNX (jax2onnx).
+
+CLI:
+  python -m packnet_jax.export --checkpoint PATH --format stablehlo|onnx --image_shape H,W --output F
+
+Both formats take rgb [B,H,W,3] float32 in [0,1] with a symbolic batch B and
+return the eval-mode inverse depth [B,H,W,1]; the weights are baked in.
+
+ONNX goes through a primitive-level copy of the traced program (`export_friendly`)
+rather than through jax2onnx's Flax-level shims, for two reasons: jax2onnx's
+shim for `flax.linen.max_pool` drops explicit padding (the ResNet stem's
+3×3/2 pad-1 pool would change shape), and its `conv_general_dilated` lowering
+knows only 1-D/2-D layouts, while PackNet's Conv3d is a 3-D convolution. The
+copy rewrites every 3-D convolution as one 2-D convolution over the depth taps
+stacked along channels (depth folded into the batch), which is exact up to
+float summation order and is plain ONNX `Conv`.
+"""
+import argparse
+import logging
+import os
+import sys
+
+import jax
+import jax.extend as jex
+import jax.numpy as jnp
+import numpy as np
+from jax import export as jax_export
+from jax import lax
+
+FORMATS = ('stablehlo', 'onnx')
+# Higher-order primitives whose body is inlined by `export_friendly` (custom
+# differentiation rules are irrelevant for an inference graph).
+_INLINE_PARAM = {'jit': 'jaxpr', 'pjit': 'jaxpr', 'closed_call': 'call_jaxpr',
+                 'core_call': 'call_jaxpr', 'custom_jvp_call': 'call_jaxpr',
+                 'custom_vjp_call': 'call_jaxpr', 'remat': 'jaxpr', 'checkpoint': 'jaxpr'}
+
+
+def image_spec(image_shape, batch='B', dtype=jnp.float32):
+  """ShapeDtypeStruct [batch,H,W,3]; a str batch is a symbolic dimension."""
+  height, width = image_shape
+  if isinstance(batch, str):
+    batch, = jax_export.symbolic_shape(batch)
+  return jax.ShapeDtypeStruct((batch, int(height), int(width), 3), dtype)
+
+
+def inference_fn(model, variables):
+  """rgb [B,H,W,3] → eval-mode inverse depth [B,H,W,1] float32 of a Flax depth net."""
+  def predict(rgb):
+    inv_depth = model.apply(variables, rgb, train=False)
+    return jnp.asarray(inv_depth, jnp.float32)
+  return predict
+
+
+# ----------------------------------------------------------------------------
+# StableHLO.
+
+
+def export_stablehlo(fn, image_shape):
+  """Serialized `jax.export` artifact (bytes) of fn with a symbolic batch dimension."""
+  exported = jax_export.export(jax.jit(fn))(image_spec(image_shape))
+  return bytes(exported.serialize())
+
+
+def load_stablehlo(data):
+  """Deserializes `export_stablehlo` bytes; call the result's `.call(rgb)`."""
+  return jax_export.deserialize(bytearray(data))
+
+
+# ----------------------------------------------------------------------------
+# Export-friendly program: primitives only, 3-D convolutions as 2-D ones.
+
+
+def _conv3d_as_conv2d(lhs, rhs, *, window_strides, padding, lhs_dilation, rhs_dilation,
+                      dimension_numbers, feature_group_count, batch_group_count, precision,
+                      preferred_element_type):
+  """A 3-D conv_general_dilated (unit stride/dilation along depth, no groups) via one 2-D conv.
+
+  out[:, d] = Σ_i conv2d(x_padded[:, d + i], w[i]) = conv2d(concat_i x_padded[:, d + i], concat_i w[i]):
+  the kd depth-shifted inputs are stacked along channels and depth is folded into the batch.
+  """
+  if (window_strides[0] != 1 or (lhs_dilation and lhs_dilation[0] != 1)
+      or (rhs_dilation and rhs_dilation[0] != 1) or feature_group_count != 1 or batch_group_count != 1):
+    raise NotImplementedError('export: only 3-D convolutions with unit depth stride/dilation and no '
+                              'feature/batch groups can be lowered for ONNX')
+  lhs_spec, rhs_spec, out_spec = dimension_numbers
+  x = jnp.transpose(lhs, (lhs_spec[0], *lhs_spec[2:], lhs_spec[1]))  # [N, D, H, W, I]
+  w = jnp.transpose(rhs, (*rhs_spec[2:], rhs_spec[1], rhs_spec[0]))  # [kd, kh, kw, I, O]
+  kd, kh, kw, cin, cout = w.shape
+  (pd0, pd1), spatial_padding = padding[0], tuple(padding[1:])
+  x = jnp.pad(x, ((0, 0), (pd0, pd1), (0, 0), (0, 0), (0, 0)))
+  depth_out = x.shape[1] - kd + 1
+  stacked = jnp.concatenate([x[:, i:i + depth_out] for i in range(kd)], axis=-1)
+  stacked = stacked.reshape((-1,) + stacked.shape[2:])  # [N·Dout, H, W, kd·I]
+  w2 = jnp.transpose(w, (1, 2, 0, 3, 4)).reshape(kh, kw, kd * cin, cout)
+  y = lax.conv_general_dilated(
+      stacked, w2, tuple(window_strides[1:]), spatial_padding,
+      lhs_dilation=tuple(lhs_dilation[1:]) if lhs_dilation else None,
+      rhs_dilation=tuple(rhs_dilation[1:]) if rhs_dilation else None,
+      dimension_numbers=('NHWC', 'HWIO', 'NHWC'), precision=precision,
+      preferred_element_type=preferred_element_type)
+  y = y.reshape((-1, depth_out) + y.shape[1:])  # [N, Dout, Ho, Wo, O]
+  # y's axes are (batch, spatial..., feature); out_spec gives their positions in the result.
+  return jnp.transpose(y, np.argsort((out_spec[0], *out_spec[2:], out_spec[1])))
+
+
+def _max_pool_as_slices(x, *, window_dimensions, window_strides, padding, base_dilation,
+                        window_dilation):
+  """reduce_window_max as −inf padding + an elementwise max of strided slices.
+
+  jax2onnx lowers reduce_window_max to a MaxPool whose kernel has the operand's
+  full rank (4-D for NHWC), which onnxruntime rejects; slices and Max are plain ops.
+  """
+  if any(d != 1 for d in base_dilation) or any(d != 1 for d in window_dilation):
+    raise NotImplementedError('export: only undilated max pooling can be lowered for ONNX')
+  x = lax.pad(x, jnp.array(-jnp.inf, x.dtype), [(lo, hi, 0) for lo, hi in padding])
+  out_shape = [(n - w) // s + 1 if w > 1 or s > 1 else n
+               for n, w, s in zip(x.shape, window_dimensions, window_strides)]
+  result = None
+  for offset in np.ndindex(*window_dimensions):
+    limit = [o + (n - 1) * s + 1 if w > 1 or s > 1 else n
+             for o, n, w, s in zip(offset, out_shape, window_dimensions, window_strides)]
+    tap = lax.slice(x, offset, limit, window_strides)
+    result = tap if result is None else jnp.maximum(result, tap)
+  return result
+
+
+def _eval_friendly(jaxpr, consts, *args):
+  """Evaluates a jaxpr, inlining call primitives and rewriting 3-D convolutions."""
+  env = {}
+
+  def read(v):
+    return v.val if isinstance(v, jex.core.Literal) else env[v]
+
+  for var, val in zip(jaxpr.constvars, consts):
+    env[var] = val
+  for var, val in zip(jaxpr.invars, args):
+    env[var] = val
+  for eqn in jaxpr.eqns:
+    invals = [read(v) for v in eqn.invars]
+    name = eqn.primitive.name
+    if name in _INLINE_PARAM and _INLINE_PARAM[name] in eqn.params:
+      inner = eqn.params[_INLINE_PARAM[name]]
+      inner_jaxpr, inner_consts = (inner.jaxpr, inner.consts) if hasattr(inner, 'consts') else (inner, ())
+      outs = _eval_friendly(inner_jaxpr, inner_consts, *invals)
+    elif name == 'conv_general_dilated' and eqn.invars[0].aval.ndim == 5:
+      outs = [_conv3d_as_conv2d(*invals, **eqn.params)]
+    elif name == 'reduce_window_max':
+      outs = [_max_pool_as_slices(*invals, **eqn.params)]
+    else:
+      outs = eqn.primitive.bind(*invals, **eqn.primitive.get_bind_params(eqn.params))
+      outs = outs if eqn.primitive.multiple_results else [outs]
+    for var, val in zip(eqn.outvars, outs):
+      env[var] = val
+  return [read(v) for v in jaxpr.outvars]
+
+
+def export_friendly(fn, spec):
+  """fn traced once at `spec` (symbolic dims allowed) as a function of primitives only.
+
+  The returned function evaluates the traced program (weights as constants) with
+  call primitives inlined and 3-D convolutions rewritten as 2-D ones; it must be
+  called with arguments of `spec`'s shape (it is meant to be traced again).
+  """
+  closed = jax.make_jaxpr(fn)(spec)
+
+  def friendly(rgb):
+    return _eval_friendly(closed.jaxpr, closed.consts, rgb)[0]
+  return friendly
+
+
+# ----------------------------------------------------------------------------
+# ONNX.
+
+
+def _import_jax2onnx():
+  try:
+    # jax2onnx imports its optional Equinox/dm-pix plugins eagerly and logs a warning per missing one.
+    logging.getLogger('jax2onnx').setLevel(logging.ERROR)
+    import jax2onnx  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    raise ImportError('ONNX export needs jax2onnx, onnx and onnxruntime: '
+                      'pip install --no-deps -r requirements-export.txt') from e
+  return jax2onnx
+
+
+def export_onnx(fn, image_shape, *, opset=17):
+  """Serialized ONNX model (bytes) of fn, input 'rgb' [B,H,W,3] with a symbolic batch B."""
+  jax2onnx = _import_jax2onnx()
+  spec = image_spec(image_shape)
+  model = jax2onnx.to_onnx(export_friendly(fn, spec), inputs=[spec], opset=opset,
+                           model_name='packnet_jax_depth', input_names=['rgb'],
+                           output_names=['inv_depth'], return_mode='proto')
+  return model.SerializeToString()
+
+
+def onnx_session(data):
+  """An onnxruntime CPU InferenceSession of serialized ONNX bytes."""
+  import onnxruntime  # pylint: disable=g-import-not-at-top
+  options = onnxruntime.SessionOptions()
+  options.log_severity_level = 3
+  return onnxruntime.InferenceSession(data, options, providers=['CPUExecutionProvider'])
+
+
+def run_onnx(session, rgb):
+  """inv_depth [B,H,W,1] of a session from `onnx_session` on rgb [B,H,W,3]."""
+  return session.run(None, {session.get_inputs()[0].name: np.asarray(rgb, np.float32)})[0]
+
+
+# ----------------------------------------------------------------------------
+# CLI.
+
+
+def write_bytes_atomic(path, data):
+  """Writes data to path via a temporary file in the same folder and os.replace."""
+  try:
+    from packnet_jax.utils import io as io_utils  # pylint: disable=g-import-not-at-top
+    writer = getattr(io_utils, 'write_bytes_atomic', None)
+  except ImportError:
+    writer = None
+  if writer is not None:
+    return writer(path, data)
+  path = os.fspath(path)
+  tmp = f'{path}.tmp{os.getpid()}'
+  try:
+    with open(tmp, 'wb') as f:
+      f.write(data)
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+  return path
+
+
+def parse_image_shape(text):
+  """'H,W' → (H, W) positive ints."""
+  try:
+    height, width = (int(v) for v in text.split(','))
+  except ValueError:
+    raise ValueError(f'--image_shape: expected "H,W" (two integers), got {text!r}') from None
+  if height <= 0 or width <= 0:
+    raise ValueError(f'--image_shape: expected positive sizes, got {text!r}')
+  return height, width
+
+
+def export_checkpoint(checkpoint, fmt, image_shape, output, config=None):
+  """Loads a depth net from a checkpoint and writes its export to `output`; returns the byte count."""
+  if fmt not in FORMATS:
+    raise ValueError(f'--format: expected one of {FORMATS}, got {fmt!r}')
+  from packnet_jax.eval.runner import load_depth_model  # pylint: disable=g-import-not-at-top
+  model, variables = load_depth_model(checkpoint, config=config)
+  fn = inference_fn(model, variables)
+  data = export_stablehlo(fn, image_shape) if fmt == 'stablehlo' else export_onnx(fn, image_shape)
+  write_bytes_atomic(output, data)
+  return len(data)
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(prog='python -m packnet_jax.export', description=__doc__.split('\n')[0])
+  parser.add_argument('--checkpoint', required=True, help='.ckpt file, converted directory or training workdir')
+  parser.add_argument('--format', required=True, choices=FORMATS)
+  parser.add_argument('--image_shape', required=True, help='H,W (multiples of 32)')
+  parser.add_argument('--output', required=True, help='output file')
+  parser.add_argument('--config', default=None, help='config file (for a training workdir)')
+  args = parser.parse_args(argv)
+  size = export_checkpoint(args.checkpoint, args.format, parse_image_shape(args.image_shape), args.output,
+                           config=args.config)
+  print(f'wrote {args.output} ({args.format}, {size} bytes)')
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())

@@ -1,0 +1,101 @@
+"""DepthResNet: ResNet encoder + monodepth2-style decoder (SPEC §2.4), NHWC.
+
+Flax names mirror the reference keys `encoder.encoder.*` and
+`decoder.decoder.<N>.*` (N = 0..9 upconvs (4,0), (4,1), ..., (0,1); 10..13 =
+dispconv 0..3).
+"""
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from packnet_jax.models import layers
+from packnet_jax.models.resnet_encoder import ResnetEncoder, parse_resnet_version
+
+DECODER_WIDTHS = (16, 32, 64, 128, 256)
+MIN_DEPTH = 0.1
+MAX_DEPTH = 100.0
+
+
+class Conv3x3(nn.Module):
+  """ReflectionPad(1) → Conv3×3 with bias (child 'conv')."""
+  features: int
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode='reflect')
+    return layers.conv(self.features, 3, 1, 0, name='conv', dtype=self.dtype)(x)
+
+
+class ConvBlock(nn.Module):
+  """Conv3x3 (child 'conv') → ELU."""
+  features: int
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    return nn.elu(Conv3x3(self.features, dtype=self.dtype, name='conv')(x))
+
+
+class DepthDecoderConvs(nn.Module):
+  """The reference decoder's ModuleList: returns the 4 sigmoid maps [disp0 (full res), ..., disp3]."""
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, features):
+    dt = self.dtype
+    x = features[-1]
+    disps = {}
+    for i in (4, 3, 2, 1, 0):
+      x = ConvBlock(DECODER_WIDTHS[i], dtype=dt, name=str(2 * (4 - i)))(x)
+      x = layers.upsample_nearest2(x)
+      if i > 0:
+        x = jnp.concatenate([x, features[i - 1]], axis=-1)
+      x = ConvBlock(DECODER_WIDTHS[i], dtype=dt, name=str(2 * (4 - i) + 1))(x)
+      if i <= 3:
+        disps[i] = nn.sigmoid(Conv3x3(1, dtype=dt, name=str(10 + i))(x))
+    return [disps[i] for i in range(4)]
+
+
+class DepthDecoder(nn.Module):
+  """Holds the conv list as child 'decoder' (reference key `decoder.decoder.N`)."""
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, features):
+    return DepthDecoderConvs(dtype=self.dtype, name='decoder')(features)
+
+
+def scale_inv_depth(disp):
+  """Sigmoid output → inverse depth in (1/MAX_DEPTH, 1/MIN_DEPTH) = (0.01, 10)."""
+  min_inv, max_inv = 1.0 / MAX_DEPTH, 1.0 / MIN_DEPTH
+  return min_inv + (max_inv - min_inv) * layers.to_float32(disp)
+
+
+class DepthResNet(nn.Module):
+  """ResNet-based depth net.
+
+  Attributes:
+    version: '18', '34' or '50' (an int or a trailing 'pt' is accepted; ImageNet
+      initialisation is not available here, weights come from checkpoints).
+    dropout: accepted for config compatibility, unused (as in the reference).
+    dtype: compute dtype; params float32, outputs float32.
+
+  __call__(rgb [B,H,W,3] in [0,1], train=False, all_scales=None): train → list of 4
+  inverse depths (full res first), eval → [B,H,W,1]; `all_scales` overrides the
+  choice. In train mode BatchNorm uses batch statistics and updates
+  `batch_stats` (pass mutable=['batch_stats']).
+  """
+  version: Any = '18'
+  dropout: float = 0.0
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, rgb, train=False, all_scales=None):
+    num_layers = parse_resnet_version(self.version, 'DepthResNet', (18, 34, 50))
+    layers.check_depth_input(rgb, 'DepthResNet')
+    features = ResnetEncoder(num_layers, dtype=self.dtype, name='encoder')(rgb, train)
+    disps = DepthDecoder(dtype=self.dtype, name='decoder')(features)
+    inv_depths = [scale_inv_depth(d) for d in disps]
+    return layers.select_scales(inv_depths, train, all_scales)

@@ -1,0 +1,63 @@
+"""PoseNet (SfMLearner-style, SPEC §2.5), NHWC.
+
+Input: channel concatenation [target, context_0, ..., context_{N-1}] in [0,1]
+(no normalisation); seven stride-2 Conv+GroupNorm+ReLU blocks `conv1..conv7`
+(children '0' = conv, '1' = GroupNorm), `pose_pred` 1×1 conv to 6·N, spatial
+mean, ×0.01. Output [B,N,6] = (tx, ty, tz, rx, ry, rz) per context.
+"""
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from packnet_jax.models import layers
+
+_CHANNELS = (16, 32, 64, 128, 256, 256, 256)
+_KERNELS = (7, 5, 3, 3, 3, 3, 3)
+POSE_SCALE = 0.01
+
+
+class ConvGN(nn.Module):
+  """Conv(k, stride 2, pad (k−1)/2) ('0') → GroupNorm(16) ('1') → ReLU."""
+  features: int
+  kernel_size: int
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    x = layers.conv(self.features, self.kernel_size, 2, (self.kernel_size - 1) // 2, name='0',
+                    dtype=self.dtype)(x)
+    return nn.relu(layers.group_norm(name='1', dtype=self.dtype)(x))
+
+
+def mean_pose_head(x, num_contexts):
+  """[B,h,w,6·N] → spatial mean ×0.01 → [B,N,6] (float32)."""
+  pose = jnp.mean(layers.to_float32(x), axis=(1, 2))
+  return POSE_SCALE * pose.reshape(pose.shape[0], num_contexts, 6)
+
+
+class PoseNet(nn.Module):
+  """Attributes: nb_ref_imgs (number of context frames, default 2 as the reference),
+  rotation_mode ('euler' only), dtype (compute dtype).
+
+  __call__(target [B,H,W,3], contexts [B,N,H,W,3], train=False) → [B,N,6]; N must
+  equal nb_ref_imgs. `train` is accepted for a uniform API (no BN/dropout here).
+  """
+  nb_ref_imgs: int = 2
+  rotation_mode: str = 'euler'
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, target, contexts, train=False):
+    del train
+    if self.rotation_mode != 'euler':
+      raise ValueError(f"PoseNet: rotation_mode: only 'euler' is supported, got {self.rotation_mode!r}")
+    layers.check_pose_inputs(target, contexts, 'PoseNet', self.nb_ref_imgs)
+    n = self.nb_ref_imgs
+    # [B,N,H,W,3] → [B,H,W,3N] in context order, after the target's 3 channels.
+    ctx = jnp.moveaxis(contexts, 1, 3).reshape(*contexts.shape[:1], *contexts.shape[2:4], 3 * n)
+    x = jnp.concatenate([target, ctx], axis=-1).astype(self.dtype)
+    for i, (features, k) in enumerate(zip(_CHANNELS, _KERNELS)):
+      x = ConvGN(features, k, dtype=self.dtype, name=f'conv{i + 1}')(x)
+    x = layers.conv(6 * n, 1, 1, 0, name='pose_pred', dtype=self.dtype)(x)
+    return mean_pose_head(x, n)

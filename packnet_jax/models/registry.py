@@ -1,0 +1,39 @@
+"""Builds depth and pose networks by their reference class names (config `model.depth_net.name`)."""
+import jax.numpy as jnp
+
+from packnet_jax.models.depth_resnet import DepthResNet
+from packnet_jax.models.packnet import PackNet01, PackNetSlim01
+from packnet_jax.models.pose_net import PoseNet
+from packnet_jax.models.pose_resnet import PoseResNet
+
+DEPTH_NETS = {'PackNet01': PackNet01, 'PackNetSlim01': PackNetSlim01, 'DepthResNet': DepthResNet}
+POSE_NETS = {'PoseNet': PoseNet, 'PoseResNet': PoseResNet}
+
+
+def _lookup(table, name, kind):
+  if name not in table:
+    raise ValueError(f'{kind}: name: expected one of {sorted(table)}, got {name!r}')
+  return table[name]
+
+
+def build_depth_net(name, version=None, dropout=0.0, dtype=jnp.float32):
+  """Returns an unbound depth-net module, e.g. build_depth_net('PackNet01', '1A').
+
+  `version` defaults to the reference's usual one ('1A' for PackNets, '18' for
+  DepthResNet); yacs-style ints (18) are accepted. `dropout` None means 0.
+  """
+  cls = _lookup(DEPTH_NETS, name, 'depth net')
+  if version is None:
+    version = '18' if cls is DepthResNet else '1A'
+  return cls(version=str(version), dropout=float(dropout or 0.0), dtype=dtype)
+
+
+def build_pose_net(name, version=None, nb_ref_imgs=2, dtype=jnp.float32):
+  """Returns an unbound pose-net module: build_pose_net('PoseNet') or ('PoseResNet', '18').
+
+  PoseNet ignores `version`; PoseResNet defaults to '18'.
+  """
+  cls = _lookup(POSE_NETS, name, 'pose net')
+  if cls is PoseNet:
+    return PoseNet(nb_ref_imgs=int(nb_ref_imgs), dtype=dtype)
+  return PoseResNet(version=str(version if version is not None else '18'), dtype=dtype)

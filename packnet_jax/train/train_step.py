@@ -1,0 +1,137 @@
+"""One training step, the same pure function for 1 device (jit) or N (pmap).
+
+`make_train_step(...)` returns `train_step(state, batch, rng) -> (state, metrics)`:
+
+1. One flip draw per batch (probability `flip_lr_prob`) from `rng`; the same
+   `rng` is given to every device, so a pmapped global batch flips as a whole,
+   as the reference does with one Python `random` draw per batch.
+2. Forward + backward of the SfM model and its loss.
+3. With `axis_name` (pmap): gradients, metrics and the BatchNorm statistics
+   are averaged over devices with lax.pmean. BatchNorm *normalises* with each
+   device's local batch statistics (like the reference's Horovod training,
+   which has no SyncBN); the *running* averages are pmean'd after the step so
+   all replicas hold identical variables (and checkpoints do not depend on
+   which device is saved).
+4. If the loss or any gradient is not finite, the update is skipped: params,
+   batch_stats and opt_state stay as they were, `skipped_steps` and
+   `bad_streak` count it. `step` always advances (it is the data position).
+"""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from packnet_jax.models import sfm_model
+
+AXIS_NAME = 'batch'
+# Batch entries the step reads (strings such as file names stay on the host).
+INPUT_KEYS = ('rgb', 'rgb_context', 'rgb_original', 'rgb_context_original', 'intrinsics',
+              'depth', 'pose_context')
+
+
+def model_inputs(batch):
+  """The float32 arrays of a data batch that the train step uses."""
+  return {k: np.asarray(batch[k], np.float32)
+          for k in INPUT_KEYS if k in batch}
+
+
+def _all_finite(tree):
+  leaves = jax.tree_util.tree_leaves(tree)
+  if not leaves:
+    return jnp.array(True)
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+
+
+def _select(pred, new, old):
+  return jax.tree_util.tree_map(lambda a, b: jnp.where(pred, a, b), new, old)
+
+
+def _inject_nonfinite(loss, step, steps):
+  """Test hook: makes the loss NaN at the listed steps."""
+  if not steps:
+    return loss
+  hit = jnp.any(step == jnp.asarray(tuple(steps), jnp.int32))
+  return loss * jnp.where(hit, jnp.nan, 1.0).astype(loss.dtype)
+
+
+def make_train_step(model, loss_options, *, flip_lr_prob=0.5, axis_name=None,
+                    inject_nonfinite_steps=(), progress_fn=None):
+  """Builds the pure train step.
+
+  Args:
+    model: an `SfmModel`.
+    loss_options: `sfm_model.LossOptions`.
+    flip_lr_prob: probability of the depth-net flip augmentation.
+    axis_name: pmap axis to average over (None on one device).
+    inject_nonfinite_steps: test hook, steps whose loss is made NaN.
+    progress_fn: step → training progress in [0, 1] (for progressive scaling).
+
+  Returns:
+    train_step(state, batch, rng) -> (new_state, metrics dict of scalars).
+  """
+  progress_fn = progress_fn or (lambda step: 0.0)
+
+  def train_step(state, batch, rng):
+    flip_rng, dropout_rng = jax.random.split(rng)
+    flip = jax.random.uniform(flip_rng) < flip_lr_prob
+    if axis_name is not None:
+      dropout_rng = jax.random.fold_in(dropout_rng, jax.lax.axis_index(axis_name))
+    rgb_context = batch.get('rgb_context')
+
+    def loss_fn(params):
+      variables = {'params': params}
+      if state.batch_stats:
+        variables['batch_stats'] = state.batch_stats
+      (inv_depths, poses), updates = model.apply(
+          variables, batch['rgb'], rgb_context, flip=flip, train=True,
+          mutable=['batch_stats'], rngs={'dropout': dropout_rng})
+      loss, metrics = sfm_model.sfm_loss(inv_depths, poses, batch, loss_options,
+                                         progress=progress_fn(state.step))
+      loss = _inject_nonfinite(loss, state.step, inject_nonfinite_steps)
+      return loss, (metrics, updates.get('batch_stats', {}))
+
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+    (loss, (metrics, batch_stats)), grads = grad_fn(state.params)
+    metrics = dict(metrics, loss=loss)
+    if axis_name is not None:
+      grads = jax.lax.pmean(grads, axis_name)
+      metrics = jax.lax.pmean(metrics, axis_name)
+      batch_stats = jax.lax.pmean(batch_stats, axis_name)
+
+    finite = jnp.isfinite(metrics['loss']) & _all_finite(grads)
+    updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    new_state = state.replace(
+        step=state.step + 1,
+        params=_select(finite, params, state.params),
+        batch_stats=_select(finite, batch_stats, state.batch_stats),
+        opt_state=_select(finite, opt_state, state.opt_state),
+        skipped_steps=state.skipped_steps + jnp.where(finite, 0, 1).astype(jnp.int32),
+        bad_streak=jnp.where(finite, 0, state.bad_streak + 1).astype(jnp.int32))
+    metrics['grad_norm'] = optax.global_norm(grads)
+    metrics['grads_finite'] = _all_finite(grads).astype(jnp.float32)
+    metrics['flip'] = flip.astype(jnp.float32)
+    return new_state, metrics
+
+  return train_step
+
+
+def jit_train_step(train_step):
+  """Single-device version (state donated: its buffers are reused)."""
+  return jax.jit(train_step, donate_argnums=(0,))
+
+
+def pmap_train_step(train_step):
+  """Data-parallel version over local devices: state and batch carry a leading
+  device axis; the rng is broadcast (same flip draw on every device)."""
+  return jax.pmap(train_step, axis_name=AXIS_NAME, in_axes=(0, 0, None), donate_argnums=(0,))
+
+
+def shard_batch(batch, num_devices):
+  """[B, …] → [num_devices, B / num_devices, …] for pmap."""
+  def reshape(x):
+    if x.shape[0] % num_devices:
+      raise ValueError(f'batch: size {x.shape[0]} is not divisible by {num_devices} devices')
+    return x.reshape((num_devices, x.shape[0] // num_devices) + x.shape[1:])
+  return jax.tree_util.tree_map(reshape, batch)
+

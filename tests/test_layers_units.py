@@ -1,0 +1,185 @@
+"""Single blocks vs `layers_units.npz` (weights loaded through the keymap), BatchNorm and keymap units."""
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import load_json, load_npz, nchw_to_nhwc
+import recipe
+from packnet_jax.convert import keymap
+from packnet_jax.models import layers
+from packnet_jax.models.depth_resnet import ConvBlock, Conv3x3, scale_inv_depth
+from packnet_jax.models.resnet_encoder import BatchNorm
+
+ATOL = 2e-5
+
+BLOCKS = {
+    'conv2d_k5_s1': lambda: layers.Conv2D(32, 5, 1),
+    'conv2d_k3_s2': lambda: layers.Conv2D(32, 3, 2),
+    'conv2d_k7_s1': lambda: layers.Conv2D(16, 7, 1),
+    'residualconv_s1': lambda: layers.ResidualConv(32, 1),
+    'residualconv_s2': lambda: layers.ResidualConv(32, 2),
+    'invdepth': lambda: layers.InvDepth(),
+    'pack3d_d8_k3': lambda: layers.PackLayerConv3d(3, d=8),
+    'pack3d_d8_k5': lambda: layers.PackLayerConv3d(5, d=8),
+    'pack3d_d4_k3': lambda: layers.PackLayerConv3d(3, d=4),
+    'unpack3d_d8_k3': lambda: layers.UnpackLayerConv3d(32, 3, d=8),
+    'unpack3d_d4_k3': lambda: layers.UnpackLayerConv3d(16, 3, d=4),
+    'resnet_convblock': lambda: ConvBlock(32),
+    'resnet_conv3x3_reflect': lambda: Conv3x3(1),
+}
+
+
+@pytest.fixture(scope='module')
+def units():
+  return load_npz('layers_units.npz')
+
+
+@pytest.fixture(scope='module')
+def manifest():
+  return load_json('layers_units.json')
+
+
+@pytest.mark.parametrize('name', sorted(BLOCKS))
+def test_block_matches_reference(name, units, manifest):
+  params = {k.split('/param/', 1)[1]: v for k, v in units.items() if k.startswith(f'{name}/param/')}
+  assert set(params) == set(manifest[name]['params'])
+  # The stored weights are the recipe with the layer prefix.
+  expected = recipe.recipe_state_dict([(k, v.shape) for k, v in params.items()], prefix=f'{name}.')
+  for k, v in params.items():
+    np.testing.assert_array_equal(v, expected[k], err_msg=k)
+
+  module = BLOCKS[name]()
+  x = nchw_to_nhwc(units[f'{name}/input'])
+  template = jax.eval_shape(module.init, jax.random.PRNGKey(0), x)
+  variables, missing, unused = keymap.torch_state_dict_to_variables(params, template)
+  assert missing == [] and unused == []
+  out = jax.jit(module.apply)(variables, x)
+  np.testing.assert_allclose(out, nchw_to_nhwc(units[f'{name}/output']), rtol=0, atol=ATOL)
+
+
+def test_packing_and_pixel_shuffle_exact(units):
+  packed = jax.jit(layers.packing)(nchw_to_nhwc(units['packing_r2/input']))
+  np.testing.assert_array_equal(packed, nchw_to_nhwc(units['packing_r2/output']))
+  shuffled = jax.jit(layers.pixel_shuffle)(nchw_to_nhwc(units['pixel_shuffle_r2/input']))
+  np.testing.assert_array_equal(shuffled, nchw_to_nhwc(units['pixel_shuffle_r2/output']))
+  x = jnp.arange(2 * 4 * 6 * 5, dtype=jnp.float32).reshape(2, 4, 6, 5)
+  np.testing.assert_array_equal(layers.pixel_shuffle(layers.packing(x)), x)
+
+
+def test_packing_odd_size_raises():
+  with pytest.raises(ValueError, match=r'packing: x: .*\(1, 5, 6, 2\)'):
+    layers.packing(jnp.zeros((1, 5, 6, 2)))
+
+
+def test_disp_to_depth_head(units):
+  inv = jax.jit(scale_inv_depth)(units['disp_to_depth/sigmoid'])
+  np.testing.assert_allclose(inv, units['disp_to_depth/scaled_inv_depth'], rtol=1e-6, atol=1e-7)
+  np.testing.assert_allclose(1.0 / inv, units['disp_to_depth/depth'], rtol=1e-5)
+
+
+def test_upsample_nearest2():
+  x = jnp.arange(6.0).reshape(1, 2, 3, 1)
+  up = layers.upsample_nearest2(x)
+  assert up.shape == (1, 4, 6, 1)
+  np.testing.assert_array_equal(up[0, :, :, 0], np.kron(np.arange(6.0).reshape(2, 3), np.ones((2, 2))))
+
+
+# ---------------------------------------------------------------------------- BatchNorm
+
+
+def _bn_variables(c, rng):
+  return {'params': {'scale': 1 + 0.1 * rng.standard_normal(c).astype(np.float32),
+                     'bias': 0.1 * rng.standard_normal(c).astype(np.float32)},
+          'batch_stats': {'mean': 0.1 * rng.standard_normal(c).astype(np.float32),
+                          'var': 1 + np.abs(rng.standard_normal(c)).astype(np.float32)}}
+
+
+def test_batchnorm_train_matches_torch_formula():
+  rng = np.random.default_rng(0)
+  x = rng.standard_normal((2, 3, 5, 4)).astype(np.float32) * 2 + 1
+  v = _bn_variables(4, rng)
+  y, state = jax.jit(functools.partial(BatchNorm().apply, train=True, mutable=['batch_stats']))(v, x)
+  xd = x.astype(np.float64)
+  mean, var = xd.mean((0, 1, 2)), xd.var((0, 1, 2))
+  n = 2 * 3 * 5
+  expected = (xd - mean) / np.sqrt(var + 1e-5) * v['params']['scale'] + v['params']['bias']
+  np.testing.assert_allclose(y, expected, atol=1e-5)
+  np.testing.assert_allclose(state['batch_stats']['mean'], 0.9 * v['batch_stats']['mean'] + 0.1 * mean,
+                             rtol=1e-6, atol=1e-7)
+  # Unbiased variance in the running update (torch), biased one for normalising.
+  np.testing.assert_allclose(state['batch_stats']['var'],
+                             0.9 * v['batch_stats']['var'] + 0.1 * var * n / (n - 1), rtol=1e-6)
+
+
+def test_batchnorm_eval_uses_running_stats():
+  rng = np.random.default_rng(1)
+  x = rng.standard_normal((1, 2, 3, 4)).astype(np.float32)
+  v = _bn_variables(4, rng)
+  y = BatchNorm().apply(v, x)
+  bs, p = v['batch_stats'], v['params']
+  np.testing.assert_allclose(y, (x - bs['mean']) / np.sqrt(bs['var'] + 1e-5) * p['scale'] + p['bias'],
+                             rtol=1e-5, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------- keymap
+
+
+@pytest.fixture(scope='module')
+def residual_template():
+  return layers.ResidualBlock(32, 2).init(jax.random.PRNGKey(0), jnp.zeros((1, 4, 4, 16)))
+
+
+def test_keymap_paths_and_layouts(residual_template):
+  assert keymap.flax_path_to_torch_key(('params', '0', 'conv1', 'conv_base', 'kernel')) == '0.conv1.conv_base.weight'
+  assert keymap.flax_path_to_torch_key(('batch_stats', 'encoder', 'bn1', 'var')) == 'encoder.bn1.running_var'
+  entries = dict(keymap.expected_torch_entries(residual_template))
+  assert entries['0.conv1.conv_base.weight'] == (32, 16, 3, 3)
+  assert entries['1.conv3.weight'] == (32, 32, 1, 1)
+  assert entries['0.normalize.weight'] == (32,)
+  assert keymap.torch_shape('kernel', (3, 3, 3, 1, 8)) == (8, 1, 3, 3, 3)
+  assert keymap.torch_shape('kernel', (512, 1000)) == (1000, 512)
+  oihw = np.arange(2 * 3 * 5 * 7, dtype=np.float32).reshape(2, 3, 5, 7)
+  hwio = keymap.torch_to_flax_array(oihw, 'k', 'kernel', (5, 7, 3, 2))
+  assert hwio[4, 6, 2, 1] == oihw[1, 2, 4, 6]
+  oidhw = np.arange(8 * 27, dtype=np.float32).reshape(8, 1, 3, 3, 3)
+  dhwio = keymap.torch_to_flax_array(oidhw, 'k', 'kernel', (3, 3, 3, 1, 8))
+  assert dhwio[0, 1, 2, 0, 5] == oidhw[5, 0, 0, 1, 2]
+
+
+def test_keymap_roundtrip_missing_unused_alias(residual_template):
+  sd = keymap.variables_to_torch_state_dict(residual_template)
+  variables, missing, unused = keymap.torch_state_dict_to_variables(sd, residual_template)
+  assert missing == [] and unused == []
+  jax.tree_util.tree_map(np.testing.assert_array_equal, variables, jax.device_get(residual_template))
+
+  # Dropout checkpoints store the shortcut as conv3.0.*; extra and missing keys are reported.
+  sd2 = dict(sd)
+  sd2['0.conv3.0.weight'] = sd2.pop('0.conv3.weight')
+  del sd2['1.normalize.bias']
+  sd2['extra.weight'] = np.zeros(3, np.float32)
+  variables, missing, unused = keymap.torch_state_dict_to_variables(sd2, residual_template)
+  assert missing == ['1.normalize.bias'] and unused == ['extra.weight']
+  np.testing.assert_array_equal(variables['params']['0']['conv3']['kernel'],
+                                residual_template['params']['0']['conv3']['kernel'])
+
+
+def test_keymap_shape_mismatch_raises(residual_template):
+  sd = keymap.variables_to_torch_state_dict(residual_template)
+  sd['0.conv1.conv_base.weight'] = np.zeros((32, 16, 5, 5), np.float32)
+  with pytest.raises(ValueError, match=r'0\.conv1\.conv_base\.weight: expected torch shape \(32, 16, 3, 3\)'):
+    keymap.torch_state_dict_to_variables(sd, residual_template)
+
+
+def test_keymap_batchnorm_buffers():
+  template = BatchNorm().init(jax.random.PRNGKey(0), jnp.zeros((1, 2, 2, 3)))
+  template = {'params': {'bn1': template['params']}, 'batch_stats': {'bn1': template['batch_stats']}}
+  sd = keymap.variables_to_torch_state_dict(template)
+  assert sorted(sd) == ['bn1.bias', 'bn1.num_batches_tracked', 'bn1.running_mean', 'bn1.running_var', 'bn1.weight']
+  assert sd['bn1.num_batches_tracked'].dtype == np.int64
+  sd['bn1.running_var'] = np.full(3, 2.0, np.float32)
+  variables, missing, unused = keymap.torch_state_dict_to_variables(sd, template)
+  assert missing == [] and unused == []  # num_batches_tracked is accepted, not reported.
+  np.testing.assert_array_equal(variables['batch_stats']['bn1']['var'], [2.0, 2.0, 2.0])
