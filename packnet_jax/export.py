@@ -72,7 +72,7 @@ def load_stablehlo(data):
 
 def _conv3d_as_conv2d(lhs, rhs, *, window_strides, padding, lhs_dilation, rhs_dilation,
                       dimension_numbers, feature_group_count, batch_group_count, precision,
-                      preferred_element_type):
+                      preferred_element_type, **unused_params):
   """A 3-D conv_general_dilated (unit stride/dilation along depth, no groups) via one 2-D conv.
 
   out[:, d] = Σ_i conv2d(x_padded[:, d + i], w[i]) = conv2d(concat_i x_padded[:, d + i], concat_i w[i]):
@@ -87,7 +87,7 @@ def _conv3d_as_conv2d(lhs, rhs, *, window_strides, padding, lhs_dilation, rhs_di
   w = jnp.transpose(rhs, (*rhs_spec[2:], rhs_spec[1], rhs_spec[0]))  # [kd, kh, kw, I, O]
   kd, kh, kw, cin, cout = w.shape
   (pd0, pd1), spatial_padding = padding[0], tuple(padding[1:])
-  x = jnp.pad(x, ((0, 0), (pd0, pd1), (0, 0), (0, 0), (0, 0)))
+  x = _pad_as_concat(x, 0.0, padding_config=[(0, 0, 0), (pd0, pd1, 0), (0, 0, 0), (0, 0, 0), (0, 0, 0)])
   depth_out = x.shape[1] - kd + 1
   stacked = jnp.concatenate([x[:, i:i + depth_out] for i in range(kd)], axis=-1)
   stacked = stacked.reshape((-1,) + stacked.shape[2:])  # [N·Dout, H, W, kd·I]
@@ -103,16 +103,35 @@ def _conv3d_as_conv2d(lhs, rhs, *, window_strides, padding, lhs_dilation, rhs_di
   return jnp.transpose(y, np.argsort((out_spec[0], *out_spec[2:], out_spec[1])))
 
 
-def _max_pool_as_slices(x, *, window_dimensions, window_strides, padding, base_dilation,
-                        window_dilation):
+def _pad_as_concat(x, padding_value, *, padding_config):
+  """lax.pad (no interior padding) as a concatenation with constant blocks.
+
+  jax2onnx's `pad` lowering cannot type its output when the shape has a symbolic
+  (batch) dimension.
+  """
+  if any(interior != 0 or lo < 0 or hi < 0 for lo, hi, interior in padding_config):
+    raise NotImplementedError('export: only non-negative, non-interior padding can be lowered for ONNX')
+  value = jnp.asarray(padding_value, x.dtype)
+  for axis, (lo, hi, _) in enumerate(padding_config):
+    parts = []
+    for size in (lo, hi):
+      shape = x.shape[:axis] + (size,) + x.shape[axis + 1:]
+      parts.append(jnp.broadcast_to(value, shape) if size else None)
+    if lo or hi:
+      x = jnp.concatenate([p for p in (parts[0], x, parts[1]) if p is not None], axis=axis)
+  return x
+
+
+def _max_pool_as_slices(x, *, window_dimensions, window_strides, padding, base_dilation=None,
+                        window_dilation=None, **unused_params):
   """reduce_window_max as −inf padding + an elementwise max of strided slices.
 
   jax2onnx lowers reduce_window_max to a MaxPool whose kernel has the operand's
   full rank (4-D for NHWC), which onnxruntime rejects; slices and Max are plain ops.
   """
-  if any(d != 1 for d in base_dilation) or any(d != 1 for d in window_dilation):
+  if any(d != 1 for d in tuple(base_dilation or ()) + tuple(window_dilation or ())):
     raise NotImplementedError('export: only undilated max pooling can be lowered for ONNX')
-  x = lax.pad(x, jnp.array(-jnp.inf, x.dtype), [(lo, hi, 0) for lo, hi in padding])
+  x = _pad_as_concat(x, -jnp.inf, padding_config=[(lo, hi, 0) for lo, hi in padding])
   out_shape = [(n - w) // s + 1 if w > 1 or s > 1 else n
                for n, w, s in zip(x.shape, window_dimensions, window_strides)]
   result = None
@@ -144,6 +163,8 @@ def _eval_friendly(jaxpr, consts, *args):
       outs = _eval_friendly(inner_jaxpr, inner_consts, *invals)
     elif name == 'conv_general_dilated' and eqn.invars[0].aval.ndim == 5:
       outs = [_conv3d_as_conv2d(*invals, **eqn.params)]
+    elif name == 'pad':
+      outs = [_pad_as_concat(*invals, **eqn.params)]
     elif name == 'reduce_window_max':
       outs = [_max_pool_as_slices(*invals, **eqn.params)]
     else:
@@ -175,7 +196,8 @@ def export_friendly(fn, spec):
 def _import_jax2onnx():
   try:
     # jax2onnx imports its optional Equinox/dm-pix plugins eagerly and logs a warning per missing one.
-    logging.getLogger('jax2onnx').setLevel(logging.ERROR)
+    for name in ('jax2onnx', 'onnx_ir'):
+      logging.getLogger(name).setLevel(logging.ERROR)
     import jax2onnx  # pylint: disable=g-import-not-at-top
   except ImportError as e:
     raise ImportError('ONNX export needs jax2onnx, onnx and onnxruntime: '

@@ -37,13 +37,13 @@ class Frame:
   image: object  # PIL RGB image at its original size
 
 
-def _pair(text, name, cast, count):
+def _numbers(text, cast, count):
   try:
     values = tuple(cast(v) for v in text.replace(' ', ',').split(',') if v)
   except ValueError:
     values = ()
   if len(values) != count:
-    raise argparse.ArgumentTypeError(f'{name}: expected {count} comma-separated numbers, got {text!r}')
+    raise argparse.ArgumentTypeError(f'expected {count} comma-separated numbers, got {text!r}')
   return values
 
 
@@ -53,14 +53,14 @@ def parse_args(argv=None):
   parser.add_argument('--checkpoint', required=True, help='.ckpt file or converted model directory')
   parser.add_argument('--input', required=True, help='image, folder of images, or video (mp4/avi/...)')
   parser.add_argument('--output', required=True, help='output folder')
-  parser.add_argument('--image_shape', type=lambda s: _pair(s, '--image_shape', int, 2), default=None,
+  parser.add_argument('--image_shape', type=lambda s: _numbers(s, int, 2), default=None,
                       help='H,W network input size (default: checkpoint training shape)')
   parser.add_argument('--save', action='append', default=[],
                       help=f'extra outputs, comma-separated or repeated: {",".join(SAVE_CHOICES)}')
   parser.add_argument('--flip_pp', action='store_true', help='flip post-processing')
   parser.add_argument('--batch_size', type=int, default=1)
   parser.add_argument('--dtype', choices=('float32', 'bfloat16'), default='float32', help='compute dtype')
-  parser.add_argument('--intrinsics', type=lambda s: _pair(s, '--intrinsics', float, 4), default=None,
+  parser.add_argument('--intrinsics', type=lambda s: _numbers(s, float, 4), default=None,
                       help='fx,fy,cx,cy of the input images (for --save ply)')
   parser.add_argument('--quiet', action='store_true', help='no progress bar')
   args = parser.parse_args(argv)
@@ -104,8 +104,8 @@ def open_video(path):
     reader = imageio.get_reader(path, 'ffmpeg')
     fps = float(reader.get_meta_data().get('fps') or 10.0)
   except Exception as e:  # imageio/ffmpeg raise OSError, RuntimeError, ... for bad files.
-    raise ValueError(f'{path}: cannot decode video ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ""})') \
-        from None
+    first_line = (str(e).splitlines() or [''])[0]
+    raise ValueError(f'{path}: cannot decode video ({type(e).__name__}: {first_line})') from None
   return reader, fps
 
 
@@ -165,7 +165,7 @@ class _Outputs:
 
   def write(self, frame, rgb, inv_depth, depth):
     """rgb [H,W,3] uint8 (resized input); inv_depth, depth [H,W] float32."""
-    from packnet_jax.utils import colormap, ply  # pylint: disable=import-outside-toplevel
+    from packnet_jax.utils import colormap  # pylint: disable=import-outside-toplevel
     from packnet_jax.utils import io as io_utils  # pylint: disable=import-outside-toplevel
     io_utils.atomic_save_npz(self._path(frame.name, '.npz'), inv_depth=inv_depth, depth=depth)
     save = self.args.save
@@ -188,45 +188,51 @@ class _Outputs:
     ply.write_ply(self._path(frame.name, '.ply'), points.reshape(-1, 3), rgb.reshape(-1, 3))
 
 
-def run(args):
-  """Runs inference; returns the number of frames written. Raises ValueError for bad input."""
-  import contextlib  # pylint: disable=import-outside-toplevel
-  from tqdm import tqdm  # pylint: disable=import-outside-toplevel
+def _load_depth_model(args):
+  """(model, (H, W)) after checking the model has a depth net and the shape is usable."""
   from packnet_jax import api  # pylint: disable=import-outside-toplevel
-  from packnet_jax.data import image_io  # pylint: disable=import-outside-toplevel
-  from packnet_jax.geometry.depth import inv2depth  # pylint: disable=import-outside-toplevel
-  from packnet_jax.utils import io as io_utils  # pylint: disable=import-outside-toplevel
-
-  kind, items = list_inputs(args.input)
-  if 'mp4' in args.save and kind != 'video':
-    raise ValueError(f'--save mp4: needs a video input, got {kind} {args.input}')
-  out_dir = io_utils.ensure_writable_dir(args.output, '--output')
   model = api.load_model(args.checkpoint, dtype=args.dtype)
   if model.depth_net is None:
     raise ValueError(f'{args.checkpoint}: checkpoint has no depth_net weights (depth_net: no weights in checkpoint)')
   net_hw = tuple(args.image_shape or model.image_shape or ())
   if len(net_hw) != 2:
-    raise ValueError(f'--image_shape: the checkpoint stores no training image shape; pass --image_shape H,W')
+    raise ValueError('--image_shape: the checkpoint stores no training image shape; pass --image_shape H,W')
   if net_hw[0] % 32 or net_hw[1] % 32 or min(net_hw) <= 0:
     raise ValueError(f'--image_shape: H and W must be positive multiples of 32, got {net_hw}')
+  return model, net_hw
 
-  reader, fps = open_video(items) if kind == 'video' else (None, None)
-  outputs = _Outputs(args, out_dir, net_hw)
-  total = len(items) if kind == 'images' else None
+
+def run_inference(args):
+  """Runs inference; returns the number of frames written. Raises ValueError for bad input."""
+  import contextlib  # pylint: disable=import-outside-toplevel
+  from tqdm import tqdm  # pylint: disable=import-outside-toplevel
+  from packnet_jax.data import image_io  # pylint: disable=import-outside-toplevel
+  from packnet_jax.geometry.depth import inv2depth  # pylint: disable=import-outside-toplevel
+  from packnet_jax.utils import io as io_utils  # pylint: disable=import-outside-toplevel
+
+  # Cheap input checks first, before the model is loaded.
+  kind, items = list_inputs(args.input)
+  if 'mp4' in args.save and kind != 'video':
+    raise ValueError(f'--save mp4: needs a video input, got {kind} {args.input}')
+  out_dir = io_utils.ensure_writable_dir(args.output, '--output')
   with contextlib.ExitStack() as stack:
+    reader, fps = open_video(items) if kind == 'video' else (None, None)
     if reader is not None:
       stack.callback(reader.close)
+    model, net_hw = _load_depth_model(args)
+    outputs = _Outputs(args, out_dir, net_hw)
     if 'mp4' in args.save:
       import imageio.v2 as imageio  # pylint: disable=import-outside-toplevel
       stem = os.path.splitext(os.path.basename(items))[0]
       tmp = stack.enter_context(io_utils.atomic_path(os.path.join(out_dir, f'{stem}_depth.mp4')))
       outputs.video_writer = imageio.get_writer(tmp, format='FFMPEG', fps=fps, macro_block_size=16)
       stack.callback(outputs.video_writer.close)  # Runs before the atomic rename.
+    total = len(items) if kind == 'images' else None
     progress = stack.enter_context(tqdm(total=total, unit='frame', disable=args.quiet, file=sys.stderr))
     for batch in _batches(iter_frames(kind, items, reader), args.batch_size):
       rgb = np.stack([np.asarray(image_io.resize_image(f.image, net_hw), np.uint8) for f in batch])
-      images = rgb.astype(np.float32) / np.float32(255.0)
-      if len(batch) < args.batch_size:  # Pad to one compiled batch shape.
+      images = rgb.astype(np.float32) / np.float32(255.0)  # torchvision ToTensor
+      if len(batch) < args.batch_size:  # Pad to the one compiled batch shape.
         images = np.concatenate([images, np.repeat(images[-1:], args.batch_size - len(batch), 0)])
       inv_depth = model.predict_inv_depth(images, flip_pp=args.flip_pp)[:len(batch)]
       depth = np.asarray(inv2depth(inv_depth))[..., 0]
@@ -240,13 +246,15 @@ def run(args):
 def main(argv=None):
   args = parse_args(argv)
   try:
-    count = run(args)
+    count = run_inference(args)
   except ValueError as e:
     print(f'error: {e}', file=sys.stderr)
     return 1
   print(f'wrote {count} frame(s) to {os.path.abspath(args.output)}')
   return 0
 
+
+run = main  # console script `packnet-infer` (setup.cfg)
 
 if __name__ == '__main__':
   sys.exit(main())

@@ -183,3 +183,21 @@ def test_keymap_batchnorm_buffers():
   variables, missing, unused = keymap.torch_state_dict_to_variables(sd, template)
   assert missing == [] and unused == []  # num_batches_tracked is accepted, not reported.
   np.testing.assert_array_equal(variables['batch_stats']['bn1']['var'], [2.0, 2.0, 2.0])
+
+
+def test_conv3d_unit_implementations_agree():
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, 5, 7, 12))
+  variables = layers.Conv3dUnit(4, impl='conv').init(jax.random.PRNGKey(1), x)
+  variables = jax.tree_util.tree_map(lambda v: v + 0.1, variables)  # non-zero bias
+  outs = {impl: jax.jit(layers.Conv3dUnit(4, impl=impl).apply)(variables, x) for impl in ('conv', 'shifts')}
+  assert outs['conv'].shape == (2, 5, 7, 48)
+  np.testing.assert_allclose(outs['shifts'], outs['conv'], rtol=0, atol=1e-5)
+  # Closed form at one output: feature k, channel c, pixel (y, x) = sum of the 27 taps.
+  k, c, y, xx = 3, 4, 2, 3
+  kern, bias = variables['params']['kernel'], variables['params']['bias']
+  xp = np.pad(np.asarray(x), ((0, 0), (1, 1), (1, 1), (1, 1)))
+  expected = bias[k] + sum(xp[0, y + dy, xx + dx, c + dz] * kern[dz, dy, dx, 0, k]
+                           for dz in range(3) for dy in range(3) for dx in range(3))
+  np.testing.assert_allclose(outs['shifts'][0, y, xx, k * 12 + c], expected, rtol=1e-5)
+  with pytest.raises(ValueError, match='impl'):
+    layers.Conv3dUnit(4, impl='fft').init(jax.random.PRNGKey(1), x)

@@ -135,3 +135,42 @@ def forbidden_pickle(marker_path):
   buf = io.BytesIO()
   _TorchPickler(buf, legacy=False).dump(Reduce(Global('os', 'system'), (f'touch {marker_path}',)))
   return buf.getvalue()
+
+
+def recipe_networks(*fixture_names):
+  """{fixture name: recipe state dict (network-level keys)} from net_<name>.json key lists."""
+  import recipe  # pylint: disable=import-outside-toplevel
+  from conftest import load_json  # pylint: disable=import-outside-toplevel
+  out = {}
+  for name in fixture_names:
+    entries = [(e['key'], e['shape']) for e in load_json(f'net_{name}.json')['state_dict']]
+    out[name] = recipe.recipe_state_dict(entries)
+  return out
+
+
+def recipe_checkpoint(path, depth='DepthResNet18', pose='PoseNet', fmt='legacy', config=None, drop=()):
+  """Writes a PackNet-SfM-style .ckpt whose weights follow the SPEC §9 recipe.
+
+  Args:
+    path: output file.
+    depth, pose: fixture names (net_<name>.json) or None to leave a net out.
+    fmt: 'legacy' or 'zip'.
+    config: stored config dict (default: DepthResNet '18' + PoseNet at 64×192).
+    drop: full keys to leave out (to test missing-key errors).
+  """
+  if config is None:
+    config = {'model': {'name': 'SelfSupModel',
+                        'depth_net': {'name': 'DepthResNet', 'version': '18', 'dropout': 0.0},
+                        'pose_net': {'name': 'PoseNet', 'version': '', 'dropout': 0.0},
+                        'params': {'crop': 'garg', 'min_depth': 0.0, 'max_depth': 80.0}},
+              'datasets': {'augmentation': {'image_shape': (64, 192)}}}
+  state_dict = collections.OrderedDict()
+  for prefix, name in (('model.depth_net.', depth), ('model.pose_net.', pose)):
+    if name:
+      for key, value in recipe_networks(name)[name].items():
+        if prefix + key not in drop:
+          state_dict[prefix + key] = value
+  obj = {'config': config, 'epoch': 7, 'state_dict': state_dict,
+         'optimizer': {'state': {}, 'param_groups': [{'name': 'Depth', 'lr': 2e-4}]}}
+  (save_legacy if fmt == 'legacy' else save_zip)(obj, path)
+  return path

@@ -98,8 +98,10 @@ def trajectory(frames):
   return poses
 
 
-def cast(origin, dirs, boxes, walls_x=(-7.0, 7.0), wall_top=-4.5):
-  """Ray casting. dirs [N,3] with camera-z component 1 → (t = depth, surface id, hit point)."""
+def cast(origin, R, cam_dirs, boxes, walls_x=(-7.0, 7.0), wall_top=-4.5):
+  """Ray casting from one camera. cam_dirs [N,3] are camera-frame rays with z = 1
+  (so t = depth); R rotates them to the world. → (depth, surface id, hit point)."""
+  dirs = cam_dirs[:, :1] * R[:, 0] + cam_dirs[:, 1:2] * R[:, 1] + R[:, 2]  # = cam_dirs @ R.T (z = 1)
   n = len(dirs)
   t_best = np.full(n, SKY)
   sid = np.zeros(n, np.int32)  # 0 sky, 1 ground, 2 walls, 3+ boxes
@@ -113,13 +115,26 @@ def cast(origin, dirs, boxes, walls_x=(-7.0, 7.0), wall_top=-4.5):
       ok = (t > 0) & (t < t_best) & (y > wall_top)
       t_best[ok], sid[ok] = t[ok], 2
     for b, (lo, hi, _) in enumerate(boxes):
-      t0 = (lo - origin) / dirs
-      t1 = (hi - origin) / dirs
+      # Cull: only rays inside the image-plane bounding box of the box corners.
+      corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
+      cc = (corners - origin) @ R  # world → camera
+      if (cc[:, 2] <= 0.05).all():
+        continue
+      if (cc[:, 2] > 0.05).all():
+        a, bb = cc[:, 0] / cc[:, 2], cc[:, 1] / cc[:, 2]
+        sel = np.nonzero((cam_dirs[:, 0] >= a.min()) & (cam_dirs[:, 0] <= a.max()) &
+                         (cam_dirs[:, 1] >= bb.min()) & (cam_dirs[:, 1] <= bb.max()))[0]
+      else:
+        sel = np.arange(n)
+      if not len(sel):
+        continue
+      d = dirs[sel]
+      t0, t1 = (lo - origin) / d, (hi - origin) / d
       tmin = np.nanmax(np.minimum(t0, t1), axis=1)
       tmax = np.nanmin(np.maximum(t0, t1), axis=1)
-      ok = (tmax >= tmin) & (tmin > 0) & (tmin < t_best)
-      t_best[ok], sid[ok] = tmin[ok], 3 + b
-  return t_best, sid, origin + t_best[:, None] * dirs
+      ok = (tmax >= tmin) & (tmin > 0) & (tmin < t_best[sel])
+      t_best[sel[ok]], sid[sel[ok]] = tmin[ok], 3 + b
+  return t_best, sid, origin + t_best[:, None] * dirs, dirs
 
 
 def shade(sid, p, dirs, boxes, noise):
@@ -164,22 +179,19 @@ def render(pose, K, shape, boxes, noise, ss=2, offset_x=0.0):
   """(rgb uint8 [H,W,3], depth float32 [H,W] with 0 = sky) for a camera pose."""
   h, w = shape
   R, origin = pose[:3, :3], pose[:3, 3] + pose[:3, :3] @ np.array([offset_x, 0, 0])
-  kinv = np.linalg.inv(K)
-
-  def rays(us, vs):
-    pix = np.stack([us.ravel(), vs.ravel(), np.ones(us.size)], 1)
-    return (pix @ kinv.T) @ R.T  # camera-z component of each ray = 1 → t is depth.
+  def rays(us, vs):  # Camera-frame rays with z = 1, so the ray parameter t is the depth.
+    return np.stack([(us.ravel() - K[0, 2]) / K[0, 0], (vs.ravel() - K[1, 2]) / K[1, 1],
+                     np.ones(us.size)], 1)
 
   # Colour: ss×ss samples per pixel (box filter anti-aliasing).
   offs = (np.arange(ss) + 0.5) / ss - 0.5
   vs, us = np.meshgrid((np.arange(h)[:, None] + offs).ravel(), (np.arange(w)[:, None] + offs).ravel(),
                        indexing='ij')  # [h·ss, w·ss], row-major → reshape(h, ss, w, ss) groups pixels.
-  d = rays(us, vs)
-  _, sid, p = cast(origin, d, boxes)
+  _, sid, p, d = cast(origin, R, rays(us, vs), boxes)
   rgb = shade(sid, p, d, boxes, noise).reshape(h, ss, w, ss, 3).mean(axis=(1, 3))
   # Depth: one ray through each pixel centre.
   vc, uc = np.meshgrid(np.arange(h, dtype=np.float64), np.arange(w, dtype=np.float64), indexing='ij')
-  t, sid, _ = cast(origin, rays(uc, vc), boxes)
+  t, sid, _, _ = cast(origin, R, rays(uc, vc), boxes)
   depth = np.where(sid == 0, 0.0, t).reshape(h, w).astype(np.float32)
   return (rgb * 255 + 0.5).astype(np.uint8), depth
 

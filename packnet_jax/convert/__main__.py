@@ -32,5 +32,7 @@ def main(argv=None):
   return 0
 
 
+run = main  # console script `packnet-convert` (setup.cfg)
+
 if __name__ == '__main__':
   sys.exit(main())

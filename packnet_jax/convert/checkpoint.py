@@ -129,8 +129,16 @@ def _spec_from_config(config, node):
           'dropout': float(net.get('dropout', 0.0) or 0.0)}
 
 
+def _known_names(kind):
+  from packnet_jax.models import registry  # pylint: disable=import-outside-toplevel
+  return sorted(registry.DEPTH_NETS if kind == 'depth' else registry.POSE_NETS)
+
+
 def _resolve_spec(path, kind, node, config, weights):
   spec = _spec_from_config(config, node)
+  if spec is not None and spec['name'] not in _known_names(kind):
+    raise ValueError(f'{path}: unknown architecture {spec["name"]!r} (model.{node}.name); '
+                     f'expected one of {_known_names(kind)}')
   detected = detect_from_keys(weights) if weights else None
   if detected is not None and detected[0] != kind:
     raise ValueError(f'{path}: {node} weights look like a {detected[0]} network ({detected[1]["name"]})')

@@ -1,8 +1,10 @@
 """TFDS builders: prepare a raw tree once as sharded records, read them back.
 
-`tfds build packnet_jax/data/tfds_builders.py --manual_dir=RAW --config=...`
-(or `prepare(...)` below) converts the raw tree read by one of our readers
-into records: each example holds the *untransformed* sample (PNG-encoded
+`prepare(name, manual_dir, data_dir, config)` (what `tfds build` does; the
+builders are registered on import as `kitti_raw`, `ddad_dgp`, `image_folder`,
+so `tfds.builder('kitti_raw/synthetic', data_dir=...)` also works once this
+module is imported) converts the raw tree read by one of our readers into
+records: each example holds the *untransformed* sample (PNG-encoded
 frames, float64 intrinsics, native-size depth, poses), so the reference
 transforms (LANCZOS, jitter) still run at training time and give the same
 numbers as reading the raw tree. Records default to TFDS's `array_record`
@@ -16,6 +18,7 @@ Builders: `KittiRaw` (MANUAL_DIR = KITTI raw root with the split files),
 context sizes because TFDS features have fixed structure.
 """
 import dataclasses
+import inspect
 import os
 
 import numpy as np
@@ -48,6 +51,13 @@ class _RawTreeBuilder(tfds.core.GeneratorBasedBuilder):
   def __init__(self, *, file_format=None, **kwargs):
     super().__init__(file_format=file_format or 'array_record', **kwargs)
 
+  # TFDS's default looks the module up through `importlib_resources`, which
+  # the pinned environment lacks; the source file path is all it needs.
+  @tfds.core.utils.classproperty
+  @classmethod
+  def code_path(cls):
+    return tfds.core.Path(inspect.getfile(cls))
+
   def _make_reader(self, manual_dir, split):
     raise NotImplementedError
 
@@ -58,13 +68,13 @@ class _RawTreeBuilder(tfds.core.GeneratorBasedBuilder):
         'idx': np.int64,
         'filename': tfds.features.Text(),
         'rgb': tfds.features.Image(shape=(None, None, 3), encoding_format='png'),
-        'intrinsics': tfds.features.Tensor(shape=(3, 3), dtype=np.float64),
+        'intrinsics': tfds.features.Tensor(shape=(3, 3), dtype=np.float64, encoding='bytes'),  # exact f64
     }
     if n_ctx:
       features['rgb_context'] = tfds.features.Sequence(
           tfds.features.Image(shape=(None, None, 3), encoding_format='png'), length=n_ctx)
     if cfg.depth_type:
-      features['depth'] = tfds.features.Tensor(shape=(None, None, 1), dtype=np.float32)
+      features['depth'] = tfds.features.Tensor(shape=(None, None, 1), dtype=np.float32, encoding='zlib')
     if cfg.with_pose:
       features['pose'] = tfds.features.Tensor(shape=(4, 4), dtype=np.float32)
       if n_ctx:

@@ -21,9 +21,14 @@ def _check_K(K, name='K'):
 
 
 def _as_K(K):
-  """Validated intrinsics as a jnp float32 array (the reference casts K to float)."""
+  """Validated intrinsics as a float32 array, as the reference's `K.float()`.
+
+  float64 is kept only when it survives `jnp.asarray` (i.e. with jax x64 on),
+  so double-precision checks stay double throughout.
+  """
   _check_K(K)
-  return jnp.asarray(K, jnp.float32)
+  K = jnp.asarray(K)
+  return K if K.dtype == jnp.float64 else K.astype(jnp.float32)
 
 
 def scale_intrinsics(K, sx, sy=None):

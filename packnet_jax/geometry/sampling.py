@@ -59,13 +59,15 @@ def grid_sample(image, grid, padding_mode='zeros'):
   return out.astype(image.dtype)
 
 
-def _align_corners_coords(size_in, size_out):
-  """Source coordinates, lower index, upper index and fraction for one axis."""
-  scale = np.float32((size_in - 1) / (size_out - 1)) if size_out > 1 else np.float32(0.)
-  src = np.arange(size_out, dtype=np.float32) * scale
+def _align_corners_coords(size_in, size_out, dtype):
+  """Lower index, upper index and fraction for one axis (computed in `dtype`
+  like torch: src = dst · ((in−1)/(out−1)) rounded to the working precision)."""
+  dtype = np.dtype(dtype)
+  scale = dtype.type((size_in - 1) / (size_out - 1) if size_out > 1 else 0.)
+  src = np.arange(size_out, dtype=dtype) * scale
   lo = np.minimum(np.floor(src).astype(np.int32), size_in - 1)
   hi = np.minimum(lo + 1, size_in - 1)
-  frac = (src - lo).astype(np.float32)
+  frac = (src - lo).astype(dtype)
   return lo, hi, frac
 
 
@@ -76,8 +78,8 @@ def resize_bilinear_align_corners(x, size):
   _, h_in, w_in, _ = x.shape
   if (h_in, w_in) == (h_out, w_out):
     return x
-  ylo, yhi, fy = _align_corners_coords(h_in, h_out)
-  xlo, xhi, fx = _align_corners_coords(w_in, w_out)
+  ylo, yhi, fy = _align_corners_coords(h_in, h_out, x.dtype)
+  xlo, xhi, fx = _align_corners_coords(w_in, w_out, x.dtype)
   fy, fx = fy[:, None, None], fx[:, None]
   rows_lo, rows_hi = x[:, ylo], x[:, yhi]
   top = (1 - fx) * rows_lo[:, :, xlo] + fx * rows_lo[:, :, xhi]

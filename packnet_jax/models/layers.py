@@ -8,6 +8,7 @@ mechanically from the Flax variable path.
 from typing import Any
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 Dtype = Any
@@ -161,16 +162,46 @@ class InvDepth(nn.Module):
     return nn.sigmoid(x) / self.min_depth
 
 
-def _conv3d_features(x, d, dtype):
-  """Unit-channel Conv3d(1→d, 3×3×3, pad 1) over (channels, H, W) of [B,H,W,C] → [B,H,W,d·C].
+class Conv3dUnit(nn.Module):
+  """torch Conv3d(1 → d, 3×3×3, pad 1) over (channels, H, W) of [B,H,W,C] → [B,H,W,d·C].
 
-  The flattened channel index is k·C + c (3-D feature outermost), as torch's
-  view of [B,d,C,H,W].
+  The channel axis plays the role of depth; the flattened output channel is
+  k·C + c (3-D feature outermost), as torch's view of [B,d,C,H,W]. Parameters
+  are those of a Flax 3-D nn.Conv ('kernel' [3,3,3,1,d], 'bias' [d]).
+  `impl`: 'conv' = lax 3-D convolution; 'shifts' = the same sum written as 27
+  shifted multiply-adds (about 8× faster on XLA:CPU, whose 3-D conv is slow);
+  'auto' = 'shifts' on CPU, 'conv' elsewhere.
   """
-  b, h, w, c = x.shape
-  x = x.transpose(0, 3, 1, 2)[..., None]  # [B, C(depth), H, W, 1]
-  x = conv(d, (3, 3, 3), 1, 1, name='conv3d', dtype=dtype)(x)  # [B, C, H, W, d]
-  return x.transpose(0, 2, 3, 4, 1).reshape(b, h, w, d * c)
+  features: int
+  impl: str = 'auto'
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    b, h, w, c = x.shape
+    d = self.features
+    kernel = self.param('kernel', nn.initializers.lecun_normal(), (3, 3, 3, 1, d), jnp.float32)
+    bias = self.param('bias', nn.initializers.zeros, (d,), jnp.float32)
+    kernel, bias = kernel.astype(self.dtype), bias.astype(self.dtype)
+    x = jnp.asarray(x, self.dtype)
+    impl = self.impl
+    if impl == 'auto':
+      impl = 'shifts' if jax.default_backend() == 'cpu' else 'conv'
+    if impl == 'conv':
+      y = jax.lax.conv_general_dilated(x.transpose(0, 3, 1, 2)[..., None], kernel, (1, 1, 1), [(1, 1)] * 3,
+                                       dimension_numbers=('NDHWC', 'DHWIO', 'NDHWC'))
+      y = (y + bias).transpose(0, 2, 3, 4, 1)  # [B, H, W, d, C]
+    elif impl == 'shifts':
+      xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (1, 1)))
+      y = jnp.broadcast_to(bias[:, None], (b, h, w, d, c))
+      for dz in range(3):
+        for dy in range(3):
+          for dx in range(3):
+            tap = xp[:, dy:dy + h, dx:dx + w, dz:dz + c]
+            y = y + tap[:, :, :, None, :] * kernel[dz, dy, dx, 0][:, None]
+    else:
+      raise ValueError(f"Conv3dUnit: impl: expected 'auto', 'conv' or 'shifts', got {self.impl!r}")
+    return y.reshape(b, h, w, d * c)
 
 
 class PackLayerConv3d(nn.Module):
@@ -183,7 +214,7 @@ class PackLayerConv3d(nn.Module):
   def __call__(self, x):
     channels = x.shape[-1]
     x = packing(x, 2)
-    x = _conv3d_features(x, self.d, self.dtype)
+    x = Conv3dUnit(self.d, dtype=self.dtype, name='conv3d')(x)
     return Conv2D(channels, self.kernel_size, 1, dtype=self.dtype, name='conv')(x)
 
 
@@ -197,5 +228,5 @@ class UnpackLayerConv3d(nn.Module):
   @nn.compact
   def __call__(self, x):
     x = Conv2D(self.features * 4 // self.d, self.kernel_size, 1, dtype=self.dtype, name='conv')(x)
-    x = _conv3d_features(x, self.d, self.dtype)
+    x = Conv3dUnit(self.d, dtype=self.dtype, name='conv3d')(x)
     return pixel_shuffle(x, 2)

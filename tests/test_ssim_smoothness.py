@@ -1,0 +1,66 @@
+"""SSIM (ssim.npz, atol 1e-4) and smoothness (smoothness.npz, rtol 1e-5) parity with the reference."""
+import functools
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import load_json, load_npz, nchw_to_nhwc
+from packnet_jax.losses import calc_smoothness, inv_depths_normalize, smoothness_loss, ssim, ssim_loss
+
+
+def test_ssim_fixture():
+  f = load_npz('ssim.npz')
+  x, y = nchw_to_nhwc(f['x']), nchw_to_nhwc(f['y'])
+  np.testing.assert_allclose(jax.jit(ssim)(x, y), nchw_to_nhwc(f['ssim']), rtol=0, atol=1e-4)
+  np.testing.assert_allclose(jax.jit(ssim_loss)(x, y), nchw_to_nhwc(f['ssim_loss']), rtol=0, atol=1e-4)
+
+
+def test_ssim_properties():
+  x = np.random.default_rng(0).uniform(size=(1, 6, 7, 3)).astype(np.float32)
+  np.testing.assert_allclose(ssim(x, x), 1., atol=1e-5)  # identical images
+  np.testing.assert_allclose(ssim_loss(x, x), 0., atol=1e-5)
+  assert float(ssim_loss(x, 1. - x).mean()) > 0.3
+  with pytest.raises(ValueError, match=r'y: expected shape \[1,6,7,3\]'):
+    ssim(x, x[:, :5])
+
+
+@pytest.fixture(scope='module')
+def smooth_fx():
+  f = load_npz('smoothness.npz')
+  inv_depths = [nchw_to_nhwc(f[f'inv_depth_s{i}']) for i in range(4)]
+  images = [nchw_to_nhwc(f[f'image_s{i}']) for i in range(4)]
+  return f, inv_depths, images
+
+
+def test_smoothness_maps(smooth_fx):
+  f, inv_depths, images = smooth_fx
+  normalized = jax.jit(inv_depths_normalize)(inv_depths)
+  sx, sy = jax.jit(calc_smoothness, static_argnums=2)(inv_depths, images, 4)
+  for i in range(4):
+    ref_norm = nchw_to_nhwc(f[f'inv_depth_normalized_s{i}'])
+    np.testing.assert_allclose(normalized[i], ref_norm, rtol=1e-5)
+    # smoothness_x/y are differences of neighbouring normalised values (~1): torch's per-sample mean
+    # uses another float32 summation order, so they carry ~1 ulp of those values in absolute error,
+    # which rtol alone cannot absorb where neighbours nearly cancel. Allow 2 ulp of the inputs.
+    atol = 2 * np.finfo(np.float32).eps * np.abs(ref_norm).max()
+    np.testing.assert_allclose(sx[i], nchw_to_nhwc(f[f'smoothness_x_s{i}']), rtol=1e-5, atol=atol)
+    np.testing.assert_allclose(sy[i], nchw_to_nhwc(f[f'smoothness_y_s{i}']), rtol=1e-5, atol=atol)
+
+
+@pytest.mark.parametrize('weight', ['0.001', '1'])
+def test_smoothness_loss(smooth_fx, weight):
+  f, inv_depths, images = smooth_fx
+  loss = jax.jit(functools.partial(smoothness_loss, weight=float(weight)))(inv_depths, images)
+  np.testing.assert_allclose(loss, f[f'smooth_loss_w{weight}'], rtol=1e-5)
+  np.testing.assert_allclose(loss, load_json('losses_meta.json')['smoothness.npz'][f'smooth_loss_w{weight}'],
+                             rtol=1e-5)
+
+
+def test_smoothness_scale_factor_applies_to_same_size_maps(smooth_fx):
+  """Quirk: term i is divided by 2^i even when all maps have the same size."""
+  _, inv_depths, images = smooth_fx
+  same = [inv_depths[0]] * 4
+  ims = [images[0]] * 4
+  one = float(smoothness_loss(same[:1], ims[:1], 1.0))
+  np.testing.assert_allclose(smoothness_loss(same, ims, 1.0), one * (1 + 1 / 2 + 1 / 4 + 1 / 8) / 4, rtol=1e-6)
