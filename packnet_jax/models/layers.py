@@ -5,7 +5,8 @@ reference (`conv_base`, `normalize`, `conv3d`, Sequential indices as '0', '1',
 ...) so that `packnet_jax.convert.keymap` derives every torch state-dict key
 mechanically from the Flax variable path.
 """
-from typing import Any
+import functools
+from typing import Any, Callable
 
 import flax.linen as nn
 import jax
@@ -54,7 +55,8 @@ def check_pose_inputs(target, contexts, net_name, nb_ref_imgs=None):
   if target.ndim != 4 or target.shape[-1] != 3:
     raise ValueError(f'{net_name}: target: expected shape [B,H,W,3], got {tuple(target.shape)}')
   b, h, w, _ = target.shape
-  if contexts.ndim != 5 or contexts.shape[0] != b or tuple(contexts.shape[2:]) != (h, w, 3):
+  if (contexts.ndim != 5 or contexts.shape[0] != b or contexts.shape[1] < 1
+      or tuple(contexts.shape[2:]) != (h, w, 3)):
     raise ValueError(f'{net_name}: contexts: expected shape [{b},N,{h},{w},3], got {tuple(contexts.shape)}')
   if nb_ref_imgs is not None and contexts.shape[1] != nb_ref_imgs:
     raise ValueError(f'{net_name}: contexts: expected {nb_ref_imgs} context images (nb_ref_imgs), '
@@ -134,20 +136,27 @@ class ResidualConv(nn.Module):
     return nn.elu(group_norm(name='normalize', dtype=self.dtype)(out + shortcut))
 
 
-class ResidualBlock(nn.Module):
-  """ResidualConv(stride) followed by num_blocks−1 ResidualConv(1); children '0', '1', ..."""
-  features: int
+class Stage(nn.Module):
+  """A torch Sequential of `num_blocks` blocks named '0', '1', ...; only the first is strided.
+
+  `block` is a partial Module constructor taking `stride` and `name`; each block
+  is called as block(x, train).
+  """
+  block: Callable[..., nn.Module]
   num_blocks: int
   stride: int = 1
-  dropout: float = 0.0
-  dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x, train=False):
     for i in range(self.num_blocks):
-      x = ResidualConv(self.features, self.stride if i == 0 else 1, self.dropout, dtype=self.dtype,
-                       name=str(i))(x, train)
+      x = self.block(stride=self.stride if i == 0 else 1, name=str(i))(x, train)
     return x
+
+
+def ResidualBlock(features, num_blocks, stride=1, dropout=0.0, dtype=jnp.float32, name=None):  # noqa: N802
+  """ResidualConv(stride) followed by num_blocks−1 ResidualConv(1) (a function, as in the reference)."""
+  block = functools.partial(ResidualConv, features, dropout=dropout, dtype=dtype)
+  return Stage(block, num_blocks, stride, name=name)
 
 
 class InvDepth(nn.Module):

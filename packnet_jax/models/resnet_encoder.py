@@ -6,6 +6,7 @@ wrapped like the reference `ResnetEncoder`: input normalised with
 f4 @1/32]. The unused classifier `fc` is created at init so parameter counts and
 checkpoints match the reference. Any number of input channels (3 or 6).
 """
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -92,22 +93,6 @@ class ResNetBlock(nn.Module):
     return nn.relu(out + identity)
 
 
-class ResNetStage(nn.Module):
-  """torchvision `layerN`: blocks '0', '1', ...; the first one carries the stride."""
-  planes: int
-  num_blocks: int
-  stride: int
-  kind: str
-  dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, x, train=False):
-    for i in range(self.num_blocks):
-      x = ResNetBlock(self.planes, self.stride if i == 0 else 1, self.kind, dtype=self.dtype,
-                      name=str(i))(x, train)
-    return x
-
-
 class ResNet(nn.Module):
   """torchvision ResNet trunk returning the 5 feature maps (no normalisation)."""
   num_layers: int = 18
@@ -123,7 +108,9 @@ class ResNet(nn.Module):
     features = [nn.relu(BatchNorm(dtype=dt, name='bn1')(x, train))]
     x = nn.max_pool(features[0], (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
     for i, (planes, num_blocks) in enumerate(zip((64, 128, 256, 512), blocks)):
-      x = ResNetStage(planes, num_blocks, 1 if i == 0 else 2, kind, dtype=dt, name=f'layer{i + 1}')(x, train)
+      # torchvision `layerN`: blocks '0', '1', ...; the first one carries the stride.
+      block = functools.partial(ResNetBlock, planes, kind=kind, dtype=dt)
+      x = layers.Stage(block, num_blocks, 1 if i == 0 else 2, name=f'layer{i + 1}')(x, train)
       features.append(x)
     if self.is_initializing():
       # The classifier is never used, but exists in the reference state dict.
