@@ -15,9 +15,7 @@ copy rewrites every 3-D convolution as one 2-D convolution over the depth taps
 stacked along channels (depth folded into the batch), which is exact up to
 float summation order and is plain ONNX `Conv`.
 """
-import argparse
 import logging
-import os
 import sys
 
 import jax
@@ -26,6 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import export as jax_export
 from jax import lax
+
+from packnet_jax.utils import io as io_utils
 
 FORMATS = ('stablehlo', 'onnx')
 # Higher-order primitives whose body is inlined by `export_friendly` (custom
@@ -198,7 +198,7 @@ def _import_jax2onnx():
     # jax2onnx imports its optional Equinox/dm-pix plugins eagerly and logs a warning per missing one.
     for name in ('jax2onnx', 'onnx_ir'):
       logging.getLogger(name).setLevel(logging.ERROR)
-    import jax2onnx  # pylint: disable=g-import-not-at-top
+    import jax2onnx  # pylint: disable=import-outside-toplevel
   except ImportError as e:
     raise ImportError('ONNX export needs jax2onnx, onnx and onnxruntime: '
                       'pip install --no-deps -r requirements-export.txt') from e
@@ -217,7 +217,7 @@ def export_onnx(fn, image_shape, *, opset=17):
 
 def onnx_session(data):
   """An onnxruntime CPU InferenceSession of serialized ONNX bytes."""
-  import onnxruntime  # pylint: disable=g-import-not-at-top
+  import onnxruntime  # pylint: disable=import-outside-toplevel
   options = onnxruntime.SessionOptions()
   options.log_severity_level = 3
   return onnxruntime.InferenceSession(data, options, providers=['CPUExecutionProvider'])
@@ -230,27 +230,6 @@ def run_onnx(session, rgb):
 
 # ----------------------------------------------------------------------------
 # CLI.
-
-
-def write_bytes_atomic(path, data):
-  """Writes data to path via a temporary file in the same folder and os.replace."""
-  try:
-    from packnet_jax.utils import io as io_utils  # pylint: disable=g-import-not-at-top
-    writer = getattr(io_utils, 'write_bytes_atomic', None)
-  except ImportError:
-    writer = None
-  if writer is not None:
-    return writer(path, data)
-  path = os.fspath(path)
-  tmp = f'{path}.tmp{os.getpid()}'
-  try:
-    with open(tmp, 'wb') as f:
-      f.write(data)
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-  return path
 
 
 def parse_image_shape(text):
@@ -268,25 +247,40 @@ def export_checkpoint(checkpoint, fmt, image_shape, output, config=None):
   """Loads a depth net from a checkpoint and writes its export to `output`; returns the byte count."""
   if fmt not in FORMATS:
     raise ValueError(f'--format: expected one of {FORMATS}, got {fmt!r}')
-  from packnet_jax.eval.runner import load_depth_model  # pylint: disable=g-import-not-at-top
-  model, variables = load_depth_model(checkpoint, config=config)
-  fn = inference_fn(model, variables)
+  from packnet_jax.eval.runner import load_depth_model  # pylint: disable=import-outside-toplevel
+  loaded = load_depth_model(checkpoint, config=config)
+  fn = inference_fn(loaded.model, loaded.variables)
   data = export_stablehlo(fn, image_shape) if fmt == 'stablehlo' else export_onnx(fn, image_shape)
-  write_bytes_atomic(output, data)
+  io_utils.atomic_write_bytes(output, data)
   return len(data)
 
 
+def parse_flags(argv):
+  """Parses argv (program name first) into a private absl FlagValues."""
+  from absl import flags  # pylint: disable=import-outside-toplevel
+  from ml_collections import config_flags  # pylint: disable=import-outside-toplevel
+  fv = flags.FlagValues()
+  flags.DEFINE_string('checkpoint', None, '.ckpt file, converted directory or training workdir',
+                      flag_values=fv, required=True)
+  flags.DEFINE_enum('format', None, list(FORMATS), 'output format', flag_values=fv, required=True)
+  flags.DEFINE_string('image_shape', None, 'H,W (multiples of 32)', flag_values=fv, required=True)
+  flags.DEFINE_string('output', None, 'output file', flag_values=fv, required=True)
+  config_flags.DEFINE_config_file('config', None, 'experiment config (needed for a training workdir)',
+                                  flag_values=fv, lock_config=False, sys_argv=list(argv))
+  fv(argv)
+  return fv
+
+
 def main(argv=None):
-  parser = argparse.ArgumentParser(prog='python -m packnet_jax.export', description=__doc__.split('\n')[0])
-  parser.add_argument('--checkpoint', required=True, help='.ckpt file, converted directory or training workdir')
-  parser.add_argument('--format', required=True, choices=FORMATS)
-  parser.add_argument('--image_shape', required=True, help='H,W (multiples of 32)')
-  parser.add_argument('--output', required=True, help='output file')
-  parser.add_argument('--config', default=None, help='config file (for a training workdir)')
-  args = parser.parse_args(argv)
-  size = export_checkpoint(args.checkpoint, args.format, parse_image_shape(args.image_shape), args.output,
-                           config=args.config)
-  print(f'wrote {args.output} ({args.format}, {size} bytes)')
+  from absl import flags  # pylint: disable=import-outside-toplevel
+  try:
+    fv = parse_flags(sys.argv if argv is None else argv)
+    size = export_checkpoint(fv.checkpoint, fv.format, parse_image_shape(fv.image_shape), fv.output,
+                             config=fv.config)
+  except (ValueError, flags.Error) as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 2
+  print(f'wrote {fv.output} ({fv.format}, {size} bytes)')
   return 0
 
 

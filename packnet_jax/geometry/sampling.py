@@ -16,7 +16,7 @@ from packnet_jax.geometry.checks import check_choice, check_shape
 
 
 def _gather(image, yi, xi):
-  """image [B, H, W, C], integer yi/xi [B, h, w] (in range) -> [B, h, w, C]."""
+  """image [B, H, W, C], in-range integer yi/xi [B, ...] -> [B, ..., C]."""
   b, h_in, w_in, c = image.shape
   flat = image.reshape(b, h_in * w_in, c)
   idx = (yi * w_in + xi).reshape(b, -1, 1)
@@ -41,21 +41,22 @@ def grid_sample(image, grid, padding_mode='zeros'):
   if padding_mode == 'border':
     ix = jnp.clip(ix, 0, w_in - 1)
     iy = jnp.clip(iy, 0, h_in - 1)
-  # Corner indices are not differentiable; the weights below carry the gradient.
+  # Corner indices are not differentiable; the bilinear weights carry the gradient.
   x0 = jax.lax.stop_gradient(jnp.floor(ix))
   y0 = jax.lax.stop_gradient(jnp.floor(iy))
   x1, y1 = x0 + 1, y0 + 1
-  wx = ((x1 - ix), (ix - x0))  # weights of x0, x1
-  wy = ((y1 - iy), (iy - y0))
-  out = 0.
-  for ky, yc in enumerate((y0, y1)):
-    for kx, xc in enumerate((x0, x1)):
-      inside = (xc >= 0) & (xc <= w_in - 1) & (yc >= 0) & (yc <= h_in - 1)
-      # Clip before the int cast: far-away samples can overflow int32.
-      xi = jnp.clip(xc, 0, w_in - 1).astype(jnp.int32)
-      yi = jnp.clip(yc, 0, h_in - 1).astype(jnp.int32)
-      weight = jnp.where(inside, wx[kx] * wy[ky], 0.)
-      out = out + _gather(image, yi, xi) * weight[..., None]
+  # Taps in torch's order: nw, ne, sw, se; one gather for all four.
+  xs = jnp.stack([x0, x1, x0, x1], axis=-1)
+  ys = jnp.stack([y0, y0, y1, y1], axis=-1)
+  weights = jnp.stack([(x1 - ix) * (y1 - iy), (ix - x0) * (y1 - iy),
+                       (x1 - ix) * (iy - y0), (ix - x0) * (iy - y0)], axis=-1)
+  inside = (xs >= 0) & (xs <= w_in - 1) & (ys >= 0) & (ys <= h_in - 1)
+  weights = jnp.where(inside, weights, 0.)
+  # Clip before the int cast: far-away samples can overflow int32.
+  xi = jnp.clip(xs, 0, w_in - 1).astype(jnp.int32)
+  yi = jnp.clip(ys, 0, h_in - 1).astype(jnp.int32)
+  taps = _gather(image, yi, xi) * weights[..., None]  # [B, h, w, 4, C]
+  out = taps[..., 0, :] + taps[..., 1, :] + taps[..., 2, :] + taps[..., 3, :]
   return out.astype(image.dtype)
 
 

@@ -48,14 +48,24 @@ def warp_ref_image(inv_depths, ref_image, K, ref_K, pose, padding_mode='zeros'):
   return warped
 
 
-def calc_photometric_maps(estimates, images, ssim_loss_weight=0.85, C1=1e-4, C2=9e-4, clip_loss=0.0):
+def clip_photometric(photo, clip_loss, groups=1):
+  """Clamps a map from above at mean + clip·std (unbiased), the statistics taken
+  over all elements of each of `groups` equal slices of the batch axis and
+  treated as constants (the reference converts them to a Python float)."""
+  stats = jax.lax.stop_gradient(photo.reshape(groups, -1))
+  limit = jnp.mean(stats, axis=1) + clip_loss * jnp.std(stats, axis=1, ddof=1)
+  grouped = photo.reshape((groups, -1) + photo.shape[1:])
+  return jnp.minimum(grouped, limit.reshape((groups,) + (1,) * photo.ndim)).reshape(photo.shape)
+
+
+def calc_photometric_maps(estimates, images, ssim_loss_weight=0.85, C1=1e-4, C2=9e-4, clip_loss=0.0,
+                          groups=1):
   """Per-scale photometric error maps between estimates and images (lists).
 
   With ssim_loss_weight > 0 the map is w·mean_c(SSIM loss) + (1−w)·mean_c|Δ|
   [B, h, w, 1]; with weight 0 it is the raw per-channel |Δ| [B, h, w, 3].
-  With clip_loss > 0 each map is clamped from above at mean + clip·std of that
-  map (whole batch, unbiased std, treated as a constant like the reference's
-  Python float).
+  With clip_loss > 0 each map is clipped by `clip_photometric`; `groups` > 1
+  when several maps are stacked along the batch axis (each clipped on its own).
   """
   maps = []
   for est, img in zip(estimates, images):
@@ -65,10 +75,7 @@ def calc_photometric_maps(estimates, images, ssim_loss_weight=0.85, C1=1e-4, C2=
       photo = ssim_loss_weight * ssim_term + (1 - ssim_loss_weight) * jnp.mean(l1, axis=-1, keepdims=True)
     else:
       photo = l1
-    if clip_loss > 0.0:
-      limit = jax.lax.stop_gradient(jnp.mean(photo) + clip_loss * jnp.std(photo, ddof=1))
-      photo = jnp.minimum(photo, limit)
-    maps.append(photo)
+    maps.append(clip_photometric(photo, clip_loss, groups) if clip_loss > 0.0 else photo)
   return maps
 
 
@@ -78,20 +85,39 @@ def _min_first(x):
   return jnp.take_along_axis(x, idx, axis=-1)
 
 
-def reduce_photometric_maps(maps_per_scale, reduce_op='min'):
-  """Average over scales of the reduction of each scale's list of maps.
+def reduce_photometric_maps(maps, batch_size, reduce_op='min'):
+  """Average over scales of each scale's reduced maps.
 
-  'min': maps concatenated along channels, per-pixel minimum, mean of that.
-  'mean': average of the maps' means.
+  Args:
+    maps: per scale, the maps of all views stacked along the batch axis,
+      [V·B, h, w, c], view-major in the reference order (ctx0 warped,
+      [ctx0 unwarped], ctx1 warped, ...).
+    batch_size: B.
+    reduce_op: 'min': the views' maps concatenated along channels, per-pixel
+      minimum (first minimum on ties), mean of that; 'mean': average of the
+      maps' means (= mean of the stack, the maps have equal size).
   """
   check_choice('photometric_reduce_op', reduce_op, ('min', 'mean'))
   per_scale = []
-  for maps in maps_per_scale:
+  for photo in maps:
     if reduce_op == 'min':
-      per_scale.append(jnp.mean(_min_first(jnp.concatenate(maps, axis=-1))))
+      views = photo.reshape((-1, batch_size) + photo.shape[1:])  # [V, B, h, w, c]
+      channels = jnp.moveaxis(views, 0, -2).reshape((batch_size,) + photo.shape[1:3] + (-1,))
+      per_scale.append(jnp.mean(_min_first(channels)))
     else:
-      per_scale.append(sum(jnp.mean(m) for m in maps) / len(maps))
+      per_scale.append(jnp.mean(photo))
   return sum(per_scale) / len(per_scale)
+
+
+def _repeat(x, n):
+  """n copies of x stacked along the batch axis."""
+  return jnp.concatenate([x] * n, axis=0)
+
+
+def _interleave(a, b, n):
+  """a, b [n·B, ...] (n groups each) -> [a_0, b_0, a_1, b_1, ...] [2n·B, ...]."""
+  pair = jnp.stack([a.reshape((n, -1) + a.shape[1:]), b.reshape((n, -1) + b.shape[1:])], axis=1)
+  return pair.reshape((-1,) + a.shape[1:])
 
 
 def _check_inputs(image, contexts, inv_depths, K, ref_K, poses, num_scales):
@@ -141,19 +167,21 @@ def multiview_photometric_loss(image, contexts, inv_depths, K, ref_K, poses, *, 
   check_choice('padding_mode', padding_mode, ('zeros', 'border'))
   _check_inputs(image, contexts, inv_depths, K, ref_K, poses, num_scales)
   inv_depths = list(inv_depths[:num_scales])
+  batch_size, num_ctx = image.shape[0], len(contexts)
   images = match_scales(image, inv_depths)
-  photo_kwargs = dict(ssim_loss_weight=ssim_loss_weight, C1=C1, C2=C2, clip_loss=clip_loss)
-  maps_per_scale = [[] for _ in range(num_scales)]
-  for ref_image, pose in zip(contexts, poses):
-    warped = warp_ref_image(inv_depths, ref_image, K, ref_K, pose, padding_mode)
-    warped_maps = calc_photometric_maps(warped, images, **photo_kwargs)
-    unwarped_maps = (calc_photometric_maps(match_scales(ref_image, inv_depths), images, **photo_kwargs)
-                     if automask_loss else [None] * num_scales)
-    for i in range(num_scales):
-      maps_per_scale[i].append(warped_maps[i])
-      if automask_loss:
-        maps_per_scale[i].append(unwarped_maps[i])
-  loss = reduce_photometric_maps(maps_per_scale, photometric_reduce_op)
+  # All contexts in one pass (a smaller traced graph): stacked along the batch axis, context-major.
+  ref_images = jnp.concatenate(contexts, axis=0)
+  estimates = warp_ref_image([_repeat(inv, num_ctx) for inv in inv_depths], ref_images, _repeat(K, num_ctx),
+                             _repeat(ref_K, num_ctx), jnp.concatenate(poses, axis=0), padding_mode)
+  if automask_loss:
+    # Per context: warped view, then the unwarped context (automask term), the reference's order.
+    unwarped = match_scales(ref_images, inv_depths)
+    estimates = [_interleave(w, u, num_ctx) for w, u in zip(estimates, unwarped)]
+  num_views = estimates[0].shape[0] // batch_size
+  maps = calc_photometric_maps(estimates, [_repeat(im, num_views) for im in images],
+                               ssim_loss_weight=ssim_loss_weight, C1=C1, C2=C2, clip_loss=clip_loss,
+                               groups=num_views)
+  loss = reduce_photometric_maps(maps, batch_size, photometric_reduce_op)
   smooth = jnp.zeros((), loss.dtype)
   if smooth_loss_weight > 0.0:
     smooth = smoothness_loss(inv_depths, images, smooth_loss_weight, num_scales)

@@ -1,0 +1,77 @@
+"""Training entry point.
+
+  python -m packnet_jax.main --config=configs/kitti.py --workdir=/tmp/kitti \
+      [--config.optim.depth.lr=1e-4 ...]
+
+Multi-host: pass --multihost (or set config.distributed.enabled=True); the
+coordinator address / process count / process id come from the flags below or,
+when omitted, from the cluster environment (SLURM, TPU pods, or
+JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID via
+jax.distributed.initialize's auto-detection).
+"""
+import os
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+# Configs import each other (`from configs import default`): run from the repository root.
+sys.path.insert(0, os.getcwd())
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file('config', None, 'Experiment config file (configs/*.py).',
+                                lock_config=True)
+flags.DEFINE_string('workdir', None, 'Checkpoints, TensorBoard summaries; resumed if it has checkpoints.')
+flags.DEFINE_bool('multihost', False, 'Call jax.distributed.initialize() before anything else.')
+flags.DEFINE_string('coordinator_address', '', 'host:port of process 0 (multi-host).')
+flags.DEFINE_integer('num_processes', -1, 'Number of processes (multi-host).')
+flags.DEFINE_integer('process_id', -1, 'This process (multi-host).')
+flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def _maybe_initialize_distributed(config):
+  """jax.distributed.initialize() if asked, flags over config over environment."""
+  import jax  # pylint: disable=import-outside-toplevel
+  dist = config.distributed
+  if not (FLAGS.multihost or dist.enabled):
+    return
+  kwargs = {}
+  address = FLAGS.coordinator_address or dist.coordinator_address
+  num = FLAGS.num_processes if FLAGS.num_processes >= 0 else dist.num_processes
+  pid = FLAGS.process_id if FLAGS.process_id >= 0 else dist.process_id
+  if address:
+    kwargs['coordinator_address'] = address
+  if num >= 0:
+    kwargs['num_processes'] = num
+  if pid >= 0:
+    kwargs['process_id'] = pid
+  jax.distributed.initialize(**kwargs)
+  logging.info('jax.distributed: process %d of %d', jax.process_index(), jax.process_count())
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  from packnet_jax import config_utils  # pylint: disable=import-outside-toplevel
+  config = FLAGS.config
+  try:
+    config_utils.validate_config(config)
+  except ValueError as e:
+    sys.exit(f'error: {e}')
+  _maybe_initialize_distributed(config)
+  from packnet_jax.train import train  # pylint: disable=import-outside-toplevel
+  try:
+    train.train_and_evaluate(config, FLAGS.workdir)
+  except (ValueError, train.NonFiniteLossError) as e:
+    sys.exit(f'error: {e}')
+
+
+def run():
+  """Console-script entry point (packnet-train)."""
+  app.run(main)
+
+
+if __name__ == '__main__':
+  run()

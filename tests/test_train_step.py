@@ -1,0 +1,152 @@
+"""The pure train step: 1 device vs pmap over 2, BatchNorm sync, non-finite skip, optimiser."""
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import train_testlib
+from packnet_jax.models import registry
+from packnet_jax.models import sfm_model
+from packnet_jax.train import optim
+from packnet_jax.train import train_step as ts
+from packnet_jax.train.train_state import TrainState
+
+H, W = 32, 64
+
+
+def _batch(n=4, seed=0):
+  rng = np.random.RandomState(seed)
+  rgb = rng.uniform(size=(n, H, W, 3)).astype(np.float32)
+  # Contexts: the target shifted by a pixel, plus noise (a plausible small motion).
+  ctx = np.stack([np.roll(rgb, 1, axis=2), np.roll(rgb, -1, axis=2)], axis=1)
+  ctx = np.clip(ctx + 0.05 * rng.standard_normal(ctx.shape), 0, 1).astype(np.float32)
+  K = np.tile(np.array([[40., 0, W / 2], [0, 40., H / 2], [0, 0, 1]], np.float32), (n, 1, 1))
+  return {'rgb': rgb, 'rgb_context': ctx, 'intrinsics': K}
+
+
+@functools.lru_cache(maxsize=None)
+def _setup(version=''):
+  model = sfm_model.SfmModel(depth_net=train_testlib.TinyDepthNet(version=version),
+                             pose_net=registry.build_pose_net('PoseNet'))
+  variables = sfm_model.init_variables(model, jax.random.PRNGKey(0), (H, W))
+  tx, _ = optim.create_optimizer(depth_lr=1e-2, pose_lr=1e-2, steps_per_epoch=10)
+  state = TrainState.create(params=variables['params'], batch_stats=variables.get('batch_stats', {}),
+                            tx=tx, rng=jax.random.PRNGKey(1))
+  return model, jax.device_get(state)
+
+
+def _step_fn(model, axis_name=None, **kwargs):
+  return ts.make_train_step(model, sfm_model.LossOptions(), flip_lr_prob=0.5, axis_name=axis_name,
+                            **kwargs)
+
+
+def _leaves(tree):
+  return [np.asarray(x) for x in jax.tree_util.tree_leaves(tree)]
+
+
+@pytest.mark.parametrize('flip_seed', [0, 3])
+def test_pmap_equals_single_device(flip_seed):
+  assert jax.local_device_count() == 2
+  model, state = _setup()
+  batch = _batch(4)
+  rng = jax.random.PRNGKey(flip_seed)
+  single, m1 = jax.jit(_step_fn(model))(state, batch, rng)
+  pstep = ts.pmap_train_step(_step_fn(model, ts.AXIS_NAME))
+  import flax  # pylint: disable=g-import-not-at-top
+  multi, m2 = pstep(flax.jax_utils.replicate(state), ts.shard_batch(batch, 2), rng)
+  for a, b in zip(_leaves(single.params), _leaves(multi.params)):
+    np.testing.assert_allclose(b[0], b[1], rtol=0, atol=0)   # replicas identical
+    np.testing.assert_allclose(b[0], a, rtol=0, atol=1e-5)
+  for a, b in zip(_leaves(single.opt_state), _leaves(multi.opt_state)):
+    np.testing.assert_allclose(b[0], a, rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(m2['loss'][0], m1['loss'], rtol=1e-5)
+  assert float(m1['flip']) == float(m2['flip'][0])
+  # The update did something.
+  assert max(float(np.abs(a - b).max()) for a, b in zip(_leaves(single.params), _leaves(state.params))) > 1e-4
+
+
+def test_batchnorm_statistics_are_averaged_across_devices():
+  model, state = _setup('bn')
+  batch = _batch(4, seed=1)
+  pstep = ts.pmap_train_step(_step_fn(model, ts.AXIS_NAME))
+  import flax  # pylint: disable=g-import-not-at-top
+  multi, _ = pstep(flax.jax_utils.replicate(state), ts.shard_batch(batch, 2), jax.random.PRNGKey(0))
+  stats = jax.device_get(multi.batch_stats['depth_net']['bn'])
+  for leaf in jax.tree_util.tree_leaves(stats):
+    np.testing.assert_array_equal(leaf[0], leaf[1])
+  # Running mean = pmean of each device's update = 0.9·init + 0.1·mean of the two local means.
+  single = jax.jit(_step_fn(model))
+  local_means = []
+  for half in (slice(0, 2), slice(2, 4)):
+    out, _ = single(state, {k: v[half] for k, v in batch.items()}, jax.random.PRNGKey(0))
+    local_means.append(np.asarray(out.batch_stats['depth_net']['bn']['mean']))
+  np.testing.assert_allclose(stats['mean'][0], np.mean(local_means, axis=0), atol=1e-6)
+
+
+def test_nonfinite_step_is_skipped_and_counted():
+  model, state = _setup()
+  step = jax.jit(_step_fn(model, inject_nonfinite_steps=(0, 1)))
+  batch = _batch(2)
+  s1, m1 = step(state, batch, jax.random.PRNGKey(0))
+  assert not np.isfinite(float(m1['loss']))
+  for a, b in zip(_leaves(s1.params), _leaves(state.params)):
+    np.testing.assert_array_equal(a, b)
+  for a, b in zip(_leaves(s1.opt_state), _leaves(state.opt_state)):
+    np.testing.assert_array_equal(a, b)
+  assert (int(s1.step), int(s1.skipped_steps), int(s1.bad_streak)) == (1, 1, 1)
+  s2, _ = step(s1, batch, jax.random.PRNGKey(1))
+  assert (int(s2.step), int(s2.skipped_steps), int(s2.bad_streak)) == (2, 2, 2)
+  s3, m3 = step(s2, batch, jax.random.PRNGKey(2))   # step 2 is clean again
+  assert np.isfinite(float(m3['loss']))
+  assert (int(s3.step), int(s3.skipped_steps), int(s3.bad_streak)) == (3, 2, 0)
+  assert all(np.isfinite(x).all() for x in _leaves(s3.params))
+  assert any(not np.array_equal(a, b) for a, b in zip(_leaves(s3.params), _leaves(state.params)))
+
+
+def test_nan_in_batch_never_reaches_params():
+  model, state = _setup()
+  batch = _batch(2)
+  batch['rgb'][0, 3, 3, 0] = np.nan
+  s1, m1 = jax.jit(_step_fn(model))(state, batch, jax.random.PRNGKey(0))
+  assert float(m1['grads_finite']) == 0.0 or not np.isfinite(float(m1['loss']))
+  for a, b in zip(_leaves(s1.params), _leaves(state.params)):
+    np.testing.assert_array_equal(a, b)
+  assert int(s1.skipped_steps) == 1
+
+
+def test_step_lr_schedule_is_per_epoch():
+  sched = optim.step_lr_schedule(2e-4, step_size_epochs=30, gamma=0.5, steps_per_epoch=100)
+  assert float(sched(0)) == pytest.approx(2e-4)
+  assert float(sched(30 * 100 - 1)) == pytest.approx(2e-4)
+  assert float(sched(30 * 100)) == pytest.approx(1e-4)
+  assert float(sched(65 * 100)) == pytest.approx(5e-5)
+
+
+def test_optimizer_uses_per_network_lr_and_torch_adam():
+  params = {'depth_net': {'w': jnp.ones(3)}, 'pose_net': {'w': jnp.ones(2)}}
+  grads = {'depth_net': {'w': jnp.asarray([1., -2., 3.])}, 'pose_net': {'w': jnp.asarray([0.5, 0.5])}}
+  tx, _ = optim.create_optimizer(depth_lr=1e-3, pose_lr=1e-2, pose_weight_decay=0.1, steps_per_epoch=1)
+  updates, _ = tx.update(grads, tx.init(params), params)
+  # First Adam step moves each weight by lr·sign(g) (bias-corrected m/√v = ±1, eps negligible).
+  np.testing.assert_allclose(updates['depth_net']['w'], [-1e-3, 1e-3, -1e-3], rtol=1e-5)
+  # torch Adam's L2 weight decay is added to the gradient first: g + 0.1·w = 0.6 > 0.
+  np.testing.assert_allclose(updates['pose_net']['w'], [-1e-2, -1e-2], rtol=1e-5)
+
+
+def test_grad_clipping():
+  params = {'depth_net': {'w': jnp.zeros(2)}, 'pose_net': {'w': jnp.zeros(1)}}
+  grads = {'depth_net': {'w': jnp.asarray([3., 4.])}, 'pose_net': {'w': jnp.asarray([0.])}}
+  tx, _ = optim.create_optimizer(depth_lr=1.0, pose_lr=1.0, steps_per_epoch=1, grad_clip_norm=1.0)
+  state = tx.init(params)
+  clipped = optax.clip_by_global_norm(1.0).update(grads, optax.EmptyState())[0]
+  np.testing.assert_allclose(optax.global_norm(clipped), 1.0, rtol=1e-6)
+  updates, _ = tx.update(grads, state, params)
+  assert np.all(np.isfinite(updates['depth_net']['w']))
+
+
+def test_shard_batch_rejects_uneven_split():
+  with pytest.raises(ValueError, match='not divisible by 2 devices'):
+    ts.shard_batch({'rgb': np.zeros((3, 2))}, 2)
