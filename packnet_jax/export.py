@@ -277,7 +277,7 @@ def main(argv=None):
     fv = parse_flags(sys.argv if argv is None else argv)
     size = export_checkpoint(fv.checkpoint, fv.format, parse_image_shape(fv.image_shape), fv.output,
                              config=fv.config)
-  except (ValueError, flags.Error) as e:
+  except (ValueError, ImportError, flags.Error) as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
   print(f'wrote {fv.output} ({fv.format}, {size} bytes)')

@@ -229,3 +229,35 @@ def test_cli_bad_checkpoint_exits_2(scene, capsys):
   argv[2] = '/nonexistent/path.ckpt'
   assert eval_main(argv) == 2
   assert 'not found' in capsys.readouterr().err
+
+
+def test_load_training_workdir(tmp_path):
+  """A workdir written by the trainer's checkpointing: the latest step's depth-net variables."""
+  from configs import kitti_resnet18
+  from packnet_jax.models import registry, sfm_model
+  from packnet_jax.train import checkpointing, optim, train_state
+  net, depth_vars = random_depth_resnet18(seed=1)
+  pose = registry.build_pose_net('PoseNet')
+  pose_vars = jax.eval_shape(pose.init, jax.random.PRNGKey(0), jnp.zeros((1, 64, 64, 3)),
+                             jnp.zeros((1, 2, 64, 64, 3)))
+  pose_vars = jax.tree_util.tree_map(lambda s: np.full(s.shape, 0.5, s.dtype), pose_vars)
+  params = {'depth_net': depth_vars['params'], 'pose_net': pose_vars['params']}
+  tx, _ = optim.create_optimizer(depth_lr=1e-4, pose_lr=1e-4)
+  manager = checkpointing.create_manager(tmp_path, async_save=False)
+  for step in (3, 7):
+    stats = jax.tree_util.tree_map(lambda x, s=step: x + s, depth_vars['batch_stats'])
+    state = train_state.TrainState.create(params=params, batch_stats={'depth_net': stats}, tx=tx,
+                                          rng=jax.random.PRNGKey(0), step=step)
+    checkpointing.save(manager, state, {'epoch': 0})
+  manager.wait_until_finished()
+  loaded = runner.load_depth_model(str(tmp_path), kitti_resnet18.get_config())
+  assert isinstance(loaded.model, type(net)) and loaded.source.endswith('(step 7)')
+  want = {'params': depth_vars['params'],
+          'batch_stats': jax.tree_util.tree_map(lambda x: x + 7, depth_vars['batch_stats'])}
+  assert jax.tree_util.tree_structure(loaded.variables) == jax.tree_util.tree_structure(want)
+  for a, b in zip(jax.tree_util.tree_leaves(loaded.variables), jax.tree_util.tree_leaves(want)):
+    np.testing.assert_array_equal(a, b)
+  with pytest.raises(ValueError, match='--config'):
+    runner.load_depth_model(str(tmp_path))
+  with pytest.raises(ValueError, match='training workdir'):
+    runner.load_depth_model(str(tmp_path / 'checkpoints' / '7'), kitti_resnet18.get_config())

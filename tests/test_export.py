@@ -137,11 +137,11 @@ class _PackNetBlocks(nn.Module):
   """PackNet's export-critical parts: packing + Conv3d + GroupNorm + ELU, unpacking + pixel shuffle."""
 
   @nn.compact
-  def __call__(self, rgb):
+  def __call__(self, rgb, train=False):
     x = layers.Conv2D(16, 5, name='pre_calc')(rgb)
     x = layers.PackLayerConv3d(3, d=8, name='pack')(x)
     x = layers.ResidualBlock(32, 1, 1, name='conv')(x)
-    x = layers.UnpackLayerConv3d(16, 3, d=8, name='unpack')(x)
+    x = layers.UnpackLayerConv3d(32, 3, d=8, name='unpack')(x)
     return layers.InvDepth(name='disp')(x)
 
 

@@ -115,15 +115,17 @@ def test_intermediates(fx, case):
   inter = lambda name: nchw_to_nhwc(fx[f'{case}/inter/{name}'])
   for i in range(4):
     np.testing.assert_allclose(images[i], inter(f'image_s{i}'), rtol=0, atol=1e-6)
+  # Warps and SSIM-based maps at 48×80 carry float32 noise up to ~1.4e-5 (ssim.npz: 2.2e-5).
+  atol = 2e-5
   for j in range(2):
     warped = warp(inv_depths, contexts[j], K, K, pose_vec_to_mat(pose_vec[:, j]))
     photo = maps(warped, images)
     unwarped = maps(match_scales(contexts[j], inv_depths), images)
     for i in range(4):
-      np.testing.assert_allclose(warped[i], inter(f'ctx{j}_warped_s{i}'), rtol=0, atol=5e-5)
-      np.testing.assert_allclose(photo[i], inter(f'ctx{j}_photometric_s{i}'), rtol=0, atol=5e-5)
+      np.testing.assert_allclose(warped[i], inter(f'ctx{j}_warped_s{i}'), rtol=0, atol=atol)
+      np.testing.assert_allclose(photo[i], inter(f'ctx{j}_photometric_s{i}'), rtol=0, atol=atol)
       if cfg['automask_loss']:
-        np.testing.assert_allclose(unwarped[i], inter(f'ctx{j}_unwarped_photometric_s{i}'), rtol=0, atol=1e-5)
+        np.testing.assert_allclose(unwarped[i], inter(f'ctx{j}_unwarped_photometric_s{i}'), rtol=0, atol=atol)
 
 
 def _bad_call(**overrides):
@@ -150,3 +152,19 @@ def test_bad_inputs_raise():
   with pytest.raises(ValueError, match=r"photometric_reduce_op: expected one of \('min', 'mean'\)"):
     multiview_photometric_loss(*[None] * 6, photometric_reduce_op='max')
   assert np.isfinite(float(_bad_call()[0]))  # The valid baseline call works.
+
+
+def test_identity_pose_gives_only_smoothness():
+  """Contexts equal to the target under identity poses warp exactly (grid on pixel centres): the SSIM
+  and L1 terms vanish and the loss is the smoothness term alone."""
+  rng = np.random.default_rng(0)
+  b, h, w = 2, 8, 12
+  image = rng.uniform(size=(b, h, w, 3)).astype(np.float32)
+  inv_depth = rng.uniform(0.2, 1., size=(b, h, w, 1)).astype(np.float32)
+  K = np.tile(np.array([[10., 0., 5.5], [0., 10., 3.5], [0., 0., 1.]], np.float32), (b, 1, 1))
+  eye = np.tile(np.eye(4, dtype=np.float32), (b, 1, 1))
+  loss_fn = jax.jit(functools.partial(multiview_photometric_loss, num_scales=1, photometric_reduce_op='mean',
+                                      automask_loss=False, smooth_loss_weight=1.0))
+  loss, metrics = loss_fn(image, [image, image], [inv_depth], K, K, [eye, eye])
+  assert float(metrics['smoothness_loss']) > 0.01
+  np.testing.assert_allclose(loss, metrics['smoothness_loss'], rtol=0, atol=1e-6)

@@ -1,6 +1,7 @@
 """The pure train step: 1 device vs pmap over 2, BatchNorm sync, non-finite skip, optimiser."""
 import functools
 
+import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -28,19 +29,29 @@ def _batch(n=4, seed=0):
 
 
 @functools.lru_cache(maxsize=None)
-def _setup(version=''):
+def _setup(version='', sgd=False):
+  """(model, host TrainState). SGD makes parameters a linear function of the gradients:
+  Adam's first step moves every weight by ±lr whatever the gradient's size, so
+  float-noise-sized gradients (e.g. biases in front of GroupNorm) would flip sign."""
   model = sfm_model.SfmModel(depth_net=train_testlib.TinyDepthNet(version=version),
                              pose_net=registry.build_pose_net('PoseNet'))
   variables = sfm_model.init_variables(model, jax.random.PRNGKey(0), (H, W))
-  tx, _ = optim.create_optimizer(depth_lr=1e-2, pose_lr=1e-2, steps_per_epoch=10)
+  if sgd:
+    tx = optax.sgd(0.1)
+  else:
+    tx, _ = optim.create_optimizer(depth_lr=1e-2, pose_lr=1e-2, steps_per_epoch=10)
   state = TrainState.create(params=variables['params'], batch_stats=variables.get('batch_stats', {}),
                             tx=tx, rng=jax.random.PRNGKey(1))
   return model, jax.device_get(state)
 
 
-def _step_fn(model, axis_name=None, **kwargs):
-  return ts.make_train_step(model, sfm_model.LossOptions(), flip_lr_prob=0.5, axis_name=axis_name,
-                            **kwargs)
+@functools.lru_cache(maxsize=None)
+def _compiled(version='', sgd=False, pmapped=False, inject=()):
+  """Compiled train steps, shared by the tests (compiling dominates their run time)."""
+  model, _ = _setup(version, sgd)
+  fn = ts.make_train_step(model, sfm_model.LossOptions(), flip_lr_prob=0.5,
+                          axis_name=ts.AXIS_NAME if pmapped else None, inject_nonfinite_steps=inject)
+  return ts.pmap_train_step(fn) if pmapped else jax.jit(fn)
 
 
 def _leaves(tree):
@@ -50,18 +61,15 @@ def _leaves(tree):
 @pytest.mark.parametrize('flip_seed', [0, 3])
 def test_pmap_equals_single_device(flip_seed):
   assert jax.local_device_count() == 2
-  model, state = _setup()
+  _, state = _setup(sgd=True)
   batch = _batch(4)
   rng = jax.random.PRNGKey(flip_seed)
-  single, m1 = jax.jit(_step_fn(model))(state, batch, rng)
-  pstep = ts.pmap_train_step(_step_fn(model, ts.AXIS_NAME))
-  import flax  # pylint: disable=g-import-not-at-top
-  multi, m2 = pstep(flax.jax_utils.replicate(state), ts.shard_batch(batch, 2), rng)
+  single, m1 = _compiled(sgd=True)(state, batch, rng)
+  multi, m2 = _compiled(sgd=True, pmapped=True)(flax.jax_utils.replicate(state),
+                                                ts.shard_batch(batch, 2), rng)
   for a, b in zip(_leaves(single.params), _leaves(multi.params)):
     np.testing.assert_allclose(b[0], b[1], rtol=0, atol=0)   # replicas identical
     np.testing.assert_allclose(b[0], a, rtol=0, atol=1e-5)
-  for a, b in zip(_leaves(single.opt_state), _leaves(multi.opt_state)):
-    np.testing.assert_allclose(b[0], a, rtol=1e-4, atol=1e-6)
   np.testing.assert_allclose(m2['loss'][0], m1['loss'], rtol=1e-5)
   assert float(m1['flip']) == float(m2['flip'][0])
   # The update did something.
@@ -69,16 +77,15 @@ def test_pmap_equals_single_device(flip_seed):
 
 
 def test_batchnorm_statistics_are_averaged_across_devices():
-  model, state = _setup('bn')
+  _, state = _setup('bn', sgd=True)
   batch = _batch(4, seed=1)
-  pstep = ts.pmap_train_step(_step_fn(model, ts.AXIS_NAME))
-  import flax  # pylint: disable=g-import-not-at-top
-  multi, _ = pstep(flax.jax_utils.replicate(state), ts.shard_batch(batch, 2), jax.random.PRNGKey(0))
+  multi, _ = _compiled('bn', sgd=True, pmapped=True)(flax.jax_utils.replicate(state),
+                                                     ts.shard_batch(batch, 2), jax.random.PRNGKey(0))
   stats = jax.device_get(multi.batch_stats['depth_net']['bn'])
   for leaf in jax.tree_util.tree_leaves(stats):
     np.testing.assert_array_equal(leaf[0], leaf[1])
   # Running mean = pmean of each device's update = 0.9·init + 0.1·mean of the two local means.
-  single = jax.jit(_step_fn(model))
+  single = _compiled('bn', sgd=True)
   local_means = []
   for half in (slice(0, 2), slice(2, 4)):
     out, _ = single(state, {k: v[half] for k, v in batch.items()}, jax.random.PRNGKey(0))
@@ -87,8 +94,8 @@ def test_batchnorm_statistics_are_averaged_across_devices():
 
 
 def test_nonfinite_step_is_skipped_and_counted():
-  model, state = _setup()
-  step = jax.jit(_step_fn(model, inject_nonfinite_steps=(0, 1)))
+  _, state = _setup()
+  step = _compiled(inject=(0, 1))
   batch = _batch(2)
   s1, m1 = step(state, batch, jax.random.PRNGKey(0))
   assert not np.isfinite(float(m1['loss']))
@@ -107,10 +114,11 @@ def test_nonfinite_step_is_skipped_and_counted():
 
 
 def test_nan_in_batch_never_reaches_params():
-  model, state = _setup()
+  _, state = _setup()
   batch = _batch(2)
   batch['rgb'][0, 3, 3, 0] = np.nan
-  s1, m1 = jax.jit(_step_fn(model))(state, batch, jax.random.PRNGKey(0))
+  state = state.replace(step=jnp.asarray(5, jnp.int32))  # past the injected steps
+  s1, m1 = _compiled(inject=(0, 1))(state, batch, jax.random.PRNGKey(0))
   assert float(m1['grads_finite']) == 0.0 or not np.isfinite(float(m1['loss']))
   for a, b in zip(_leaves(s1.params), _leaves(state.params)):
     np.testing.assert_array_equal(a, b)

@@ -348,28 +348,26 @@ def load_depth_model(checkpoint, config=None, dtype='float32'):
 
 
 def restore_workdir_depth_variables(workdir):
-  """{'params', 'batch_stats'?} of the depth net in the latest orbax checkpoint of a workdir, and the step."""
+  """{'params', 'batch_stats'?} of the depth net in a training workdir's latest checkpoint, and its step."""
   import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
-  for folder in (os.path.join(workdir, 'checkpoints'), workdir):
-    if not os.path.isdir(folder):
-      continue
-    steps = sorted(int(d) for d in os.listdir(folder) if d.isdigit())
-    if steps:
-      break
-  else:
-    raise ValueError(f'{workdir}: no orbax checkpoint (no numbered step folder in it or in checkpoints/)')
-  step_dir = os.path.abspath(os.path.join(folder, str(steps[-1])))
-  items = [d for d in os.listdir(step_dir) if os.path.isdir(os.path.join(step_dir, d))]
-  target = os.path.join(step_dir, 'state') if 'state' in items else step_dir
-  tree = ocp.PyTreeCheckpointer().restore(target)
-  params = tree.get('params', {})
+  from packnet_jax.train import checkpointing  # pylint: disable=import-outside-toplevel
+  folder = os.path.join(os.path.abspath(workdir), checkpointing.CHECKPOINT_DIR)
+  if not os.path.isdir(folder):
+    raise ValueError(f'--checkpoint: {workdir} is neither a converted model directory nor a training workdir '
+                     f'(no {checkpointing.CHECKPOINT_DIR}/ folder)')
+  manager = checkpointing.create_manager(workdir, async_save=False)
+  step = checkpointing.latest_step(manager)
+  if step is None:
+    raise ValueError(f'--checkpoint: {folder} holds no complete checkpoint')
+  tree = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))['state']
+  params = tree.get('params') or {}
   if 'depth_net' not in params:
-    raise ValueError(f'{target}: no params/depth_net in the checkpoint (keys: {sorted(tree)})')
+    raise ValueError(f'{folder}/{step}: no params/depth_net in the checkpoint (keys: {sorted(params)})')
   variables = {'params': params['depth_net']}
   stats = (tree.get('batch_stats') or {}).get('depth_net')
   if stats:
     variables['batch_stats'] = stats
-  return variables, steps[-1]
+  return variables, int(step)
 
 
 def dataset_config(config, split):
