@@ -67,8 +67,6 @@ def get_config():
   model.name = 'SelfSupModel'   # 'SelfSupModel' | 'SemiSupModel' | 'VelSupModel'
   # Whole-model checkpoint (`.ckpt` or converted dir) loaded into both networks.
   model.checkpoint_path = ''
-  # With a `.ckpt`: also take Adam moments and the epoch from it (continue training).
-  model.resume_optimizer = False
   for net in ('depth_net', 'pose_net'):
     model[net] = ml_collections.ConfigDict(dict(
         name='', version='', dropout=0.0,

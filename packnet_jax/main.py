@@ -9,12 +9,14 @@ when omitted, from the cluster environment (SLURM, TPU pods, or
 JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID via
 jax.distributed.initialize's auto-detection).
 """
+import logging as logging_lib
 import os
 import sys
 
 from absl import app
 from absl import flags
 from absl import logging
+import ml_collections
 from ml_collections import config_flags
 
 # Configs import each other (`from configs import default`): run from the repository root.
@@ -51,13 +53,25 @@ def _maybe_initialize_distributed(config):
   logging.info('jax.distributed: process %d of %d', jax.process_index(), jax.process_count())
 
 
+class _QuietLibraries(logging_lib.Filter):
+  """Drops orbax's per-checkpoint INFO chatter from the training log."""
+
+  def filter(self, record):
+    return record.levelno >= logging_lib.WARNING or '/orbax/' not in record.pathname
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   from packnet_jax import config_utils  # pylint: disable=import-outside-toplevel
-  config = FLAGS.config
+  logging.get_absl_handler().addFilter(_QuietLibraries())
   try:
+    config = FLAGS.config
     config_utils.validate_config(config)
+  except OSError:
+    path = config_flags.get_config_filename(FLAGS['config'])
+    sys.exit(f'error: --config: cannot load {path!r} (a configs/*.py file with get_config(); '
+             'run from the repository root)')
   except ValueError as e:
     sys.exit(f'error: {e}')
   _maybe_initialize_distributed(config)
@@ -68,9 +82,35 @@ def main(argv):
     sys.exit(f'error: {e}')
 
 
+def _override_key(arg):
+  """'--config.optim.depth.lr=1e-4' → 'optim.depth.lr' (None for other arguments)."""
+  if not arg.startswith('--config.'):
+    return None
+  return arg[len('--config.'):].split('=', 1)[0]
+
+
+def _parse_flags(argv):
+  """absl flag parsing with one-line errors for bad --config.* overrides."""
+  from packnet_jax import config_utils  # pylint: disable=import-outside-toplevel
+  default = config_utils.default_config()
+  for arg in argv[1:]:
+    key = _override_key(arg)
+    if key is None:
+      continue
+    node = default
+    for part in key.split('.'):
+      if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+        sys.exit(f"error: config key '{key}': unknown (not in configs/default.py)")
+      node = node[part]
+  try:
+    return FLAGS(argv)
+  except flags.Error as e:
+    sys.exit(f'error: {e}'.splitlines()[0])
+
+
 def run():
   """Console-script entry point (packnet-train)."""
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)
 
 
 if __name__ == '__main__':

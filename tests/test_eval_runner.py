@@ -179,9 +179,10 @@ def test_variable_gt_sizes_and_padding_are_exact():
   results = acc.results()
   assert results['num_samples'] == 3
   per_sample = []
+  evaluate_depth = jax.jit(metrics_lib.evaluate_depth, static_argnames=('crop',))
   for i in range(3):
     h, w = sizes[i]
-    rows = metrics_lib.evaluate_depth(jnp.asarray(gt[0, i:i + 1, :h, :w]), jnp.asarray(inv[0, i:i + 1]),
+    rows = evaluate_depth(jnp.asarray(gt[0, i:i + 1, :h, :w]), jnp.asarray(inv[0, i:i + 1]),
                                       jnp.asarray(inv_flipped[0, i:i + 1]), crop='garg')
     per_sample.append({k: np.asarray(v) for k, v in rows.items()})
   for row in runner.ROWS:

@@ -10,6 +10,7 @@ Data parallelism: every process feeds its own shard ([local devices, per-device
 batch, ...]); pmap averages gradients over *all* devices of all processes, so
 replicas stay identical (see train_step for BatchNorm).
 """
+import collections
 import dataclasses
 import os
 import time
@@ -34,6 +35,9 @@ from packnet_jax.train.train_state import TrainState
 from packnet_jax.train.train_state import step_rng
 
 
+HISTORY_STEPS = 1000
+
+
 class NonFiniteLossError(RuntimeError):
   """Too many consecutive steps with a non-finite loss or gradient."""
 
@@ -43,7 +47,7 @@ class TrainResult:
   """What a finished run returns (also handy in tests)."""
   state: TrainState          # host copy, unreplicated
   eval_metrics: dict         # last validation results ({} if none)
-  history: list              # per-step metrics dicts of this process run (host floats)
+  history: list              # metrics of the last HISTORY_STEPS steps run by this call
 
 
 def dataset_config(config, split):
@@ -194,7 +198,8 @@ def train_and_evaluate(config, workdir):
   eval_every = config.eval.every_steps if config.eval.every_steps != 0 else steps_per_epoch
   if not config.datasets.validation.path:
     eval_every = -1  # nothing to validate on
-  eval_results, history = {}, []
+  # Recent per-step metrics (bounded: constant memory however long the run).
+  eval_results, history = {}, collections.deque(maxlen=HISTORY_STEPS)
   if config.arch.validate_first and start_step == 0 and eval_every > 0:
     eval_results = _run_eval(config, predict_fn, state, replicated, writer, 0)
   t_log, n_log = time.time(), 0
@@ -245,5 +250,5 @@ def train_and_evaluate(config, workdir):
     eval_results = _run_eval(config, predict_fn, state, replicated, writer, total_steps)
     print(f'final evaluation (step {total_steps}): {validation.summary_line(eval_results)}', flush=True)
   writer.flush()
-  return TrainResult(state=host_state, eval_metrics=eval_results, history=history)
+  return TrainResult(state=host_state, eval_metrics=eval_results, history=list(history))
 

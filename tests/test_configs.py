@@ -1,0 +1,106 @@
+"""Experiment configs load, validate, override from the command line, and fail in one line."""
+import importlib
+import pathlib
+import subprocess
+import sys
+
+import ml_collections
+import pytest
+
+from configs import default
+from packnet_jax import config_utils
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+CONFIGS = sorted(p.stem for p in (ROOT / 'configs').glob('*.py') if p.stem not in ('__init__',))
+
+
+def test_every_experiment_config_is_listed():
+  assert set(CONFIGS) >= {'default', 'kitti', 'kitti_resnet18', 'kitti_semisup', 'kitti_velsup', 'ddad',
+                          'folder', 'overfit_kitti', 'overfit_ddad', 'demo'}
+
+
+@pytest.mark.parametrize('name', CONFIGS)
+def test_config_validates_and_documents_its_command(name):
+  module = importlib.import_module(f'configs.{name}')
+  assert '--config=configs/' in module.__doc__ or name == 'default'
+  config = module.get_config()
+  config_utils.validate_config(config)
+
+
+def test_reference_defaults():
+  config = default.get_config()
+  assert config.arch.seed == 42 and config.arch.max_epochs == 50
+  assert (config.optim.depth.lr, config.optim.pose.lr) == (2e-4, 2e-4)
+  assert (config.optim.scheduler.step_size, config.optim.scheduler.gamma) == (10, 0.5)
+  loss = config.model.loss
+  assert (loss.smooth_loss_weight, loss.photometric_reduce_op, loss.clip_loss, loss.automask_loss) == (
+      0.001, 'min', 0.0, True)
+  assert (loss.supervised_loss_weight, loss.velocity_loss_weight, loss.flip_lr_prob) == (0.9, 0.1, 0.5)
+  assert config.datasets.train.batch_size == 8 and config.datasets.validation.batch_size == 1
+  assert tuple(config.datasets.augmentation.jittering) == (0.2, 0.2, 0.2, 0.05)
+
+
+def test_variants_override_only_what_differs():
+  kitti = importlib.import_module('configs.kitti').get_config()
+  semi = importlib.import_module('configs.kitti_semisup').get_config()
+  vel = importlib.import_module('configs.kitti_velsup').get_config()
+  assert kitti.model.depth_net.name == 'PackNet01' and tuple(kitti.datasets.augmentation.image_shape) == (
+      192, 640)
+  assert semi.model.name == 'SemiSupModel' and semi.model.loss.supervised_loss_weight == 0.9
+  assert semi.model.loss.supervised_method == 'reprojected'
+  assert vel.model.name == 'VelSupModel' and vel.model.loss.velocity_loss_weight == 0.1
+  assert semi.optim.to_dict() == kitti.optim.to_dict()
+
+
+@pytest.mark.parametrize('mutate,message', [
+    (lambda c: setattr(c.optim, 'lrr', 1e-4), "config key 'optim.lrr': unknown (not in configs/default.py)"),
+    (lambda c: c.model.loss.__setitem__('ssim_weight', 0.5),
+     "config key 'model.loss.ssim_weight': unknown"),
+    (lambda c: c.arch.__setattr__('max_epochs', 'ten'), None),  # ConfigDict itself refuses
+    (lambda c: c.__setitem__('arch', ml_collections.ConfigDict({**c.arch.to_dict(), 'max_epochs': 'ten'})),
+     "config key 'arch.max_epochs': expected int, got str 'ten'"),
+    (lambda c: c.model.__setitem__('name', 'SupModel'), "config key 'model.name': expected one of"),
+    (lambda c: c.datasets.augmentation.__setitem__('image_shape', (100, 320)),
+     "config key 'datasets.augmentation.image_shape': expected (H, W) with multiples of 32"),
+    (lambda c: c.datasets.train.__setitem__('batch_size', 0),
+     "config key 'datasets.train.batch_size': expected >= 1, got 0"),
+])
+def test_config_errors_name_the_key(mutate, message):
+  config = importlib.import_module('configs.demo').get_config()
+  if message is None:
+    with pytest.raises(TypeError):
+      mutate(config)
+    return
+  mutate(config)
+  with pytest.raises(config_utils.ConfigError) as info:
+    config_utils.validate_config(config)
+  text = str(info.value)
+  assert message in text and '\n' not in text
+
+
+def _main(*args):
+  return subprocess.run([sys.executable, '-m', 'packnet_jax.main', *args], cwd=ROOT, capture_output=True,
+                        text=True, timeout=300)
+
+
+def test_cli_rejects_unknown_override_key(tmp_path):
+  proc = _main('--config=configs/demo.py', f'--workdir={tmp_path}', '--config.optim.lrr=1e-4')
+  assert proc.returncode != 0
+  assert 'lrr' in proc.stderr
+  assert not any(tmp_path.iterdir())
+
+
+def test_cli_rejects_wrong_override_type(tmp_path):
+  proc = _main('--config=configs/demo.py', f'--workdir={tmp_path}', '--config.arch.max_epochs=ten')
+  assert proc.returncode != 0
+  assert 'max_epochs' in proc.stderr
+  assert not any(tmp_path.iterdir())
+
+
+def test_cli_reports_invalid_value_in_one_line(tmp_path):
+  proc = _main('--config=configs/demo.py', f'--workdir={tmp_path}', '--config.model.name=SupModel')
+  assert proc.returncode == 1
+  last = proc.stderr.strip().splitlines()[-1]
+  assert last.startswith("error: config key 'model.name': expected one of")
+  assert 'Traceback' not in proc.stderr
+  assert not any(tmp_path.iterdir())
