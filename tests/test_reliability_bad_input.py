@@ -60,9 +60,18 @@ def _kitti_copy(tmp):
 
 
 def _main(tmp, *overrides, config='configs/demo.py'):
-  """A `packnet_jax.main` command with a tiny demo run; workdir = tmp/out."""
+  """A tiny `packnet_jax.main` run (vendored kitti_synth, 32×96, batch 1); workdir = tmp/out.
+
+  `overrides` ('--config.key=value') replace the defaults with the same key.
+  """
+  flags = {'arch.max_steps': '2', 'datasets.train.path': str(KITTI_SYNTH), 'datasets.train.split': 'split.txt',
+           'datasets.validation.path': '', 'datasets.augmentation.image_shape': '(32, 96)',
+           'datasets.train.batch_size': '1'}
+  for item in overrides:
+    key, value = item[len('--config.'):].split('=', 1)
+    flags[key] = value
   return ('packnet_jax.main', [f'--config={config}', f'--workdir={tmp / "out"}',
-                               '--config.arch.max_steps=2', *overrides])
+                               *(f'--config.{k}={v}' for k, v in flags.items())])
 
 
 def _infer(tmp, ckpt, inputs, *extra):
@@ -74,19 +83,19 @@ def _convert(tmp, ckpt_path):
   return ('packnet_jax.convert', ['--checkpoint', ckpt_path, '--output', tmp / 'out'])
 
 
-def _train_data(tmp, root, split):
+def _train_data(root, split):
   """Overrides pointing the demo's train split at `root`/`split` (KITTI layout)."""
   return (f'--config.datasets.train.path={root}', f'--config.datasets.train.split={split}')
 
 
 def case_missing_dataset_root(tmp, ckpt):
-  return _main(tmp, *_train_data(tmp, tmp / 'no_such_root', 'split.txt')), ['no_such_root', 'not found']
+  return _main(tmp, *_train_data(tmp / 'no_such_root', 'split.txt')), ['no_such_root', 'not found']
 
 
 def case_split_line_missing_image(tmp, ckpt):
   root = _kitti_copy(tmp)
   (root / 'bad_split.txt').write_text(f'{DRIVE}/image_02/data/0000000099.png\n')
-  return (_main(tmp, *_train_data(tmp, root, 'bad_split.txt')),
+  return (_main(tmp, *_train_data(root, 'bad_split.txt')),
           ['bad_split.txt:1', '0000000099.png', 'not found'])
 
 
@@ -100,7 +109,7 @@ def case_truncated_png_in_training_data(tmp, ckpt):
   root = _kitti_copy(tmp)
   for image in (root / DRIVE / 'image_02' / 'data').glob('*.png'):
     image.write_bytes(image.read_bytes()[:300])
-  return _main(tmp, *_train_data(tmp, root, 'split.txt')), ['image_02', '.png', 'cannot decode image']
+  return _main(tmp, *_train_data(root, 'split.txt')), ['image_02', '.png', 'cannot decode image']
 
 
 def case_grayscale_image(tmp, ckpt):

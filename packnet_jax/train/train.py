@@ -15,7 +15,6 @@ import dataclasses
 import os
 import time
 
-import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -190,8 +189,7 @@ def train_and_evaluate(config, workdir):
   predict_fn = validation.make_predict_fn(model)
   global_batch = config.datasets.train.batch_size * jax.device_count()
   base_rng = jnp.asarray(state.rng)
-  if replicated:
-    state = flax.jax_utils.replicate(state)
+  state = train_step_lib.replicate(state) if replicated else train_step_lib.to_device(state)
 
   report = periodic_actions.ReportProgress(num_train_steps=total_steps, writer=writer,
                                            every_steps=config.logging.progress_every_steps or None)

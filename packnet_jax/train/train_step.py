@@ -127,6 +127,19 @@ def pmap_train_step(train_step):
   return jax.pmap(train_step, axis_name=AXIS_NAME, in_axes=(0, 0, None), donate_argnums=(0,))
 
 
+def replicate(tree):
+  """Host pytree → one copy per local device, laid out exactly like the pmapped
+  step's outputs (same mesh axis), so the step compiles once, not twice."""
+  n = jax.local_device_count()
+  stacked = jax.tree_util.tree_map(lambda x: np.stack([np.asarray(x)] * n), tree)
+  return jax.pmap(lambda x: x, axis_name=AXIS_NAME)(stacked)
+
+
+def to_device(tree):
+  """Host pytree → committed arrays on the first local device (as jit outputs are)."""
+  return jax.device_put(tree, jax.local_devices()[0])
+
+
 def shard_batch(batch, num_devices):
   """[B, …] → [num_devices, B / num_devices, …] for pmap."""
   def reshape(x):
