@@ -16,6 +16,7 @@ stacked along channels (depth folded into the batch), which is exact up to
 float summation order and is plain ONNX `Conv`.
 """
 import logging
+import os
 import sys
 
 import jax
@@ -247,6 +248,8 @@ def export_checkpoint(checkpoint, fmt, image_shape, output, config=None):
   """Loads a depth net from a checkpoint and writes its export to `output`; returns the byte count."""
   if fmt not in FORMATS:
     raise ValueError(f'--format: expected one of {FORMATS}, got {fmt!r}')
+  # Fail before the (slow) export if the output folder cannot be written.
+  io_utils.ensure_writable_dir(os.path.dirname(os.path.abspath(os.fspath(output))), '--output')
   from packnet_jax.eval.runner import load_depth_model  # pylint: disable=import-outside-toplevel
   loaded = load_depth_model(checkpoint, config=config)
   fn = inference_fn(loaded.model, loaded.variables)

@@ -105,7 +105,9 @@ def _parse_flags(argv):
   try:
     return FLAGS(argv)
   except flags.Error as e:
-    sys.exit(f'error: {e}'.splitlines()[0])
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()] or ['bad flags']
+    # A config file that raises embeds its traceback: keep the first and the exception line.
+    sys.exit(f'error: {lines[0]}' + (f' {lines[-1]}' if len(lines) > 1 else ''))
 
 
 def run():

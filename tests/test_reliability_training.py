@@ -3,10 +3,11 @@
 Every run is the real command line (`python -m packnet_jax.main
 --config=configs/demo.py`) in a subprocess, shrunk to a few seconds per step:
 the vendored kitti_synth tree (4 training samples), 32×96 images, one sample
-per device on the 2 fake CPU devices, no validation, no images. (No persistent
-XLA compilation cache: on CPU an executable loaded from it gave different losses
-than a fresh compile of the same program, which would break the bitwise
-comparisons below.)
+per device on the 2 fake CPU devices, no validation, no images. The runs share
+a persistent XLA compilation cache, so only the first one compiles the step.
+(A resumed run still goes through the same code path as a fresh one: restore,
+then the first step; a first-step executable that differed from the later
+steps' would still show up as a different final state.)
 
 * Kill and resume: a run is SIGKILLed while it writes a checkpoint (the moment
   orbax's temporary checkpoint folder appears), restarted, SIGKILLed again at a
@@ -54,10 +55,10 @@ def tiny_args(workdir, *overrides):
 
 
 @pytest.fixture(scope='module')
-def env():
-  environ = dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='3')
-  environ.pop('JAX_COMPILATION_CACHE_DIR', None)
-  return environ
+def env(tmp_path_factory):
+  cache = tmp_path_factory.mktemp('xla_cache')
+  return dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='3',
+              JAX_COMPILATION_CACHE_DIR=str(cache), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='1')
 
 
 def start(env, workdir, log, *overrides):

@@ -21,12 +21,16 @@ from packnet_jax.train import train
 def compilation_cache():
   """Each train_and_evaluate builds its step anew; identical programs are then
   compiled once per module through JAX's persistent cache."""
+  from jax._src import compilation_cache  # pylint: disable=g-import-not-at-top
+  old = (jax.config.jax_compilation_cache_dir, jax.config.jax_persistent_cache_min_compile_time_secs)
   with tempfile.TemporaryDirectory() as cache_dir:
-    old = jax.config.jax_compilation_cache_dir
     jax.config.update('jax_compilation_cache_dir', cache_dir)
     jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
+    compilation_cache.reset_cache()
     yield
-    jax.config.update('jax_compilation_cache_dir', old)
+    jax.config.update('jax_compilation_cache_dir', old[0])
+    jax.config.update('jax_persistent_cache_min_compile_time_secs', old[1])
+    compilation_cache.reset_cache()   # later tests must not write into the deleted folder
 
 
 def _leaves(tree):

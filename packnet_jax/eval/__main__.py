@@ -10,6 +10,7 @@ dataset, depth type, crop and depth range come from the config. Prints the
 table (four reference rows, distance bins, per camera for DDAD) and writes the
 same numbers as JSON.
 """
+import os
 import sys
 
 from absl import flags
@@ -43,6 +44,9 @@ def run_eval(fv):
   from packnet_jax.eval import runner  # pylint: disable=import-outside-toplevel
 
   config = fv.config
+  if fv.output_json:  # Fail before evaluating if the JSON cannot be written.
+    from packnet_jax.utils import io as io_utils  # pylint: disable=import-outside-toplevel
+    io_utils.ensure_writable_dir(os.path.dirname(os.path.abspath(fv.output_json)), '--output_json')
   params = runner.MetricParams.from_config(config, bins=fv.bins)
   dtype = fv.dtype or config.get('compute_dtype', 'float32')
   loaded = runner.load_depth_model(fv.checkpoint, config=config, dtype=dtype)
