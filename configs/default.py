@@ -67,6 +67,9 @@ def get_config():
   model.name = 'SelfSupModel'   # 'SelfSupModel' | 'SemiSupModel' | 'VelSupModel'
   # Whole-model checkpoint (`.ckpt` or converted dir) loaded into both networks.
   model.checkpoint_path = ''
+  # With a `.ckpt` in checkpoint_path: also take its Adam moments and continue
+  # after its stored epoch (the reference's "resume training from a .ckpt").
+  model.continue_training = False
   for net in ('depth_net', 'pose_net'):
     model[net] = ml_collections.ConfigDict(dict(
         name='', version='', dropout=0.0,

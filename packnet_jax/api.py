@@ -122,11 +122,6 @@ def load_model(path, dtype='float32'):
   path = os.fspath(path)
   if dtype not in _DTYPES:
     raise ValueError(f'dtype: expected one of {tuple(_DTYPES)}, got {dtype!r}')
-  if os.path.isdir(path):
-    model = converter.load_converted(path)
-  elif os.path.isfile(path):
-    model = converter.convert_checkpoint(path)
-  else:
-    raise ValueError(f'{path}: not found (expected a .ckpt file or a converted model directory)')
+  model = converter.load_any(path)
   return PackNetModel(model.config, model.variables, dtype=_DTYPES[dtype], source=path,
                       messages=model.messages)

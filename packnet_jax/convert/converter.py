@@ -188,3 +188,13 @@ def load_converted(directory):
   except Exception as e:  # orbax raises many types for a missing/damaged tree.
     raise ValueError(f'{directory}: cannot read {VARIABLES_DIR}/ ({type(e).__name__}: {e})') from None
   return ConvertedModel(config=config, variables=dict(variables), unused_keys={}, messages=[])
+
+
+def load_any(path):
+  """A `ConvertedModel` from a `.ckpt` file (converted on the fly) or a converted directory."""
+  path = os.fspath(path)
+  if os.path.isdir(path):
+    return load_converted(path)
+  if os.path.isfile(path):
+    return convert_checkpoint(path)
+  raise ValueError(f'{path}: not found (expected a .ckpt file or a converted model directory)')

@@ -21,7 +21,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from packnet_jax.geometry.depth import depth2inv
-from packnet_jax.geometry.pose import pose_vec_to_mat
+from packnet_jax.geometry.pose import invert_pose, pose_vec_to_mat
 from packnet_jax.geometry.sampling import resize_nearest_torch
 from packnet_jax.losses.photometric import multiview_photometric_loss
 from packnet_jax.losses.reprojected_distance import reprojected_distance_loss
@@ -149,8 +149,11 @@ def supervised_term(inv_depths, poses, batch, opts):
   """Supervised loss against `batch['depth']` (sparse L1 etc., or reprojected distance)."""
   gt_inv_depth = depth2inv(batch['depth'])
   if opts.supervised_method in REPROJECTED_METHODS:
-    # The motion of the first context gives the second view the distances are measured in.
-    return reprojected_distance_loss(inv_depths, gt_inv_depth, batch['intrinsics'], poses[:, 0],
+    # The motion of the first context gives the second view the distances are measured in. The
+    # loss takes T_ts (context → target) and moves points by its inverse; our poses are
+    # target → context (SPEC §3.1), so pass their inverse.
+    return reprojected_distance_loss(inv_depths, gt_inv_depth, batch['intrinsics'],
+                                     invert_pose(poses[:, 0]),
                                      num_scales=opts.supervised_num_scales)
   return supervised_loss(inv_depths, gt_inv_depth, method=opts.supervised_method,
                          num_scales=opts.supervised_num_scales)

@@ -8,7 +8,6 @@ Weights can come from
 read through `packnet_jax.convert` (no torch). Shapes must match the
 configured networks; a mismatch fails with the checkpoint path and key.
 """
-import os
 
 import jax
 import jax.numpy as jnp
@@ -67,12 +66,7 @@ def init_variables(model, config, rng, image_shape):
 def _read_weights(path):
   """{'depth'|'pose': Flax variables} from a `.ckpt` file or a converted directory."""
   from packnet_jax.convert import converter  # pylint: disable=import-outside-toplevel
-  if os.path.isdir(path):
-    model = converter.load_converted(path)
-  elif os.path.isfile(path):
-    model = converter.convert_checkpoint(path)
-  else:
-    raise ValueError(f'{path}: checkpoint not found (expected a .ckpt file or a converted directory)')
+  model = converter.load_any(path)
   for message in model.messages:
     logging.info('%s: %s', path, message)
   return model.variables

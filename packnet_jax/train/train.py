@@ -26,6 +26,7 @@ from packnet_jax.data import config as data_config
 from packnet_jax.data import pipeline
 from packnet_jax.train import checkpointing
 from packnet_jax.train import logging as train_logging
+from packnet_jax.train import continue_from_ckpt
 from packnet_jax.train import model_init
 from packnet_jax.train import optim
 from packnet_jax.train import train_step as train_step_lib
@@ -113,6 +114,11 @@ def create_train_state(config, model, steps_per_epoch):
   tx, schedules = optim.optimizer_from_config(config.optim, steps_per_epoch)
   state = TrainState.create(params=variables['params'], batch_stats=variables['batch_stats'],
                             tx=tx, rng=state_rng)
+  if config.model.continue_training:
+    if not config.model.checkpoint_path:
+      raise ValueError("config key 'model.continue_training': needs 'model.checkpoint_path' (a .ckpt)")
+    state = continue_from_ckpt.continue_training(state, config.model.checkpoint_path,
+                                                 steps_per_epoch)
   return jax.device_get(state), schedules
 
 
