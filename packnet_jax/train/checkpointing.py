@@ -25,7 +25,8 @@ def create_manager(workdir, *, keep=5, async_save=True):
   """CheckpointManager for `<workdir>/checkpoints` (created if needed)."""
   directory = os.path.join(os.path.abspath(os.fspath(workdir)), CHECKPOINT_DIR)
   options = ocp.CheckpointManagerOptions(
-      max_to_keep=max(1, int(keep)), enable_async_checkpointing=bool(async_save), create=True)
+      max_to_keep=max(1, int(keep)), enable_async_checkpointing=bool(async_save), create=True,
+      cleanup_tmp_directories=True)   # drop the partial write of a killed run
   return ocp.CheckpointManager(directory, options=options)
 
 

@@ -25,14 +25,15 @@ from packnet_jax import config_utils
 from packnet_jax.data import config as data_config
 from packnet_jax.data import pipeline
 from packnet_jax.train import checkpointing
-from packnet_jax.train import logging as train_logging
 from packnet_jax.train import continue_from_ckpt
+from packnet_jax.train import logging as train_logging
 from packnet_jax.train import model_init
 from packnet_jax.train import optim
 from packnet_jax.train import train_step as train_step_lib
 from packnet_jax.train import validation
 from packnet_jax.train.train_state import TrainState
 from packnet_jax.train.train_state import step_rng
+from packnet_jax.utils import io as io_utils
 
 
 HISTORY_STEPS = 1000
@@ -169,10 +170,7 @@ def train_and_evaluate(config, workdir):
   """
   config_utils.validate_config(config)
   workdir = os.fspath(workdir)
-  os.makedirs(workdir, exist_ok=True)
-  if not os.access(workdir, os.W_OK):
-    raise ValueError(f'{workdir}: workdir is not writable')
-  writer = train_logging.create_writer(workdir)
+  workdir = io_utils.ensure_writable_dir(workdir, '--workdir')
   replicated = _use_pmap()
   train_cfg = dataset_config(config, 'train')
   steps_per_epoch = _steps_per_epoch(config, train_cfg)
@@ -191,6 +189,9 @@ def train_and_evaluate(config, workdir):
   train_iter = data_config.make_train_iterator(
       train_cfg, batch_size=config.datasets.train.batch_size, num_devices=_num_devices(),
       seed=config.arch.seed, start_step=start_step)
+  # Read the first batch before writing anything: bad data fails with nothing written.
+  first_batch = next(train_iter) if start_step < total_steps else None
+  writer = train_logging.create_writer(workdir)
   p_step = _compile_step(config, model, steps_per_epoch, total_steps)
   predict_fn = validation.make_predict_fn(model)
   global_batch = config.datasets.train.batch_size * jax.device_count()
@@ -211,7 +212,7 @@ def train_and_evaluate(config, workdir):
                config.name or 'model', start_step, total_steps, steps_per_epoch, global_batch,
                jax.device_count())
   for step in range(start_step, total_steps):
-    batch = next(train_iter)
+    batch = first_batch if step == start_step else next(train_iter)
     state, metrics = p_step(state, _device_batch(batch, replicated), step_rng(base_rng, step))
     metrics = jax.device_get(jax.tree_util.tree_map(lambda x: x[0], metrics) if replicated else metrics)
     metrics = {k: float(v) for k, v in metrics.items()}
