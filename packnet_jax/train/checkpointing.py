@@ -12,6 +12,7 @@
   checkpoint as the latest one; unfinished temporaries are ignored on restore.
 """
 import os
+import shutil
 
 import flax
 import jax
@@ -25,9 +26,23 @@ def create_manager(workdir, *, keep=5, async_save=True):
   """CheckpointManager for `<workdir>/checkpoints` (created if needed)."""
   directory = os.path.join(os.path.abspath(os.fspath(workdir)), CHECKPOINT_DIR)
   options = ocp.CheckpointManagerOptions(
-      max_to_keep=max(1, int(keep)), enable_async_checkpointing=bool(async_save), create=True,
-      cleanup_tmp_directories=True)   # drop the partial write of a killed run
+      max_to_keep=max(1, int(keep)), enable_async_checkpointing=bool(async_save), create=True)
+  _remove_partial_writes(directory)
   return ocp.CheckpointManager(directory, options=options)
+
+
+def _remove_partial_writes(directory):
+  """Deletes orbax temporary folders left by a run killed mid-write.
+
+  Done here, synchronously, rather than with orbax's own background clean-up, whose
+  thread can outlive a run that stops early on bad input and print a traceback.
+  Orbax never treats these folders as checkpoints; removing them only frees disk.
+  """
+  if jax.process_index() != 0 or not os.path.isdir(directory):
+    return
+  for name in os.listdir(directory):
+    if '.orbax-checkpoint-tmp' in name:
+      shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
 
 
 def _to_numpy_tree(state):
