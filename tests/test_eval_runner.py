@@ -19,6 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / 'tools'))
+from benchmark import random_variables  # noqa: E402  pylint: disable=wrong-import-position
 from packnet_jax.eval import metrics as metrics_lib
 from packnet_jax.eval import runner
 from packnet_jax.eval.__main__ import main as eval_main
@@ -32,17 +34,7 @@ def random_depth_resnet18(seed=0):
   """(module, variables) of DepthResNet18 with deterministic random weights (no compile)."""
   from packnet_jax.models import registry
   net = registry.build_depth_net('DepthResNet', '18')
-  shapes = jax.eval_shape(net.init, jax.random.PRNGKey(0), jnp.zeros((1, 64, 64, 3)))
-  rng = np.random.RandomState(seed)
-
-  def fill(path, s):
-    name = jax.tree_util.keystr(path)
-    if 'var' in name or 'scale' in name:
-      return np.ones(s.shape, np.float32)
-    if 'mean' in name or 'bias' in name:
-      return np.zeros(s.shape, np.float32)
-    return (rng.standard_normal(s.shape) / np.sqrt(np.prod(s.shape[:-1]))).astype(np.float32)
-  return net, jax.tree_util.tree_map_with_path(fill, shapes)
+  return net, random_variables(net, jnp.zeros((1, 64, 64, 3)), seed=seed)
 
 
 @pytest.fixture(scope='module')
