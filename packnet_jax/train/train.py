@@ -211,14 +211,15 @@ def train_and_evaluate(config, workdir):
   logging.info('training %s: steps %d → %d (%d per epoch), global batch %d on %d device(s)',
                config.name or 'model', start_step, total_steps, steps_per_epoch, global_batch,
                jax.device_count())
-  for step in range(start_step, total_steps):
-    batch = first_batch if step == start_step else next(train_iter)
-    state, metrics = p_step(state, _device_batch(batch, replicated), step_rng(base_rng, step))
+  pending = None   # the last dispatched step whose metrics the host has not read yet
+
+  def read_step(pending):
+    """Host metrics of a finished step; stops the run after too many non-finite steps."""
+    step, metrics, bad_streak = pending
     metrics = jax.device_get(jax.tree_util.tree_map(lambda x: x[0], metrics) if replicated else metrics)
     metrics = {k: float(v) for k, v in metrics.items()}
     history.append(metrics)
-    done = step + 1
-    bad_streak = int(np.asarray(jax.device_get(state.bad_streak)).reshape(-1)[0])
+    bad_streak = int(np.asarray(jax.device_get(bad_streak)).reshape(-1)[0])
     if bad_streak:
       terms = _nonfinite_terms(metrics)
       logging.warning('step %d: non-finite %s; update skipped (%d in a row)', step, ', '.join(terms),
@@ -228,9 +229,22 @@ def train_and_evaluate(config, workdir):
         raise NonFiniteLossError(
             f'step {step}: stopping after {bad_streak} consecutive non-finite steps '
             f'(non-finite: {", ".join(terms)}); last good checkpoint: step {manager.latest_step()}')
+    return metrics
+
+  for step in range(start_step, total_steps):
+    batch = first_batch if step == start_step else next(train_iter)
+    state, metrics = p_step(state, _device_batch(batch, replicated), step_rng(base_rng, step))
+    # Read the previous step's metrics only now, with this step already queued on the device:
+    # a host sync right after each dispatch would leave the accelerator idle between steps.
+    # Skipped (non-finite) steps never change the state, so checking one step late is safe.
+    if pending is not None:
+      read_step(pending)
+    pending = (step, metrics, state.bad_streak)
+    done = step + 1
     report(done)
     n_log += 1
     if _should(config.logging.log_every_steps, done) or done == total_steps:
+      metrics, pending = read_step(pending), None
       elapsed = max(time.time() - t_log, 1e-9)
       opt_steps = done - int(np.asarray(jax.device_get(state.skipped_steps)).reshape(-1)[0])
       scalars = dict(metrics, lr_depth=float(schedules['depth'](opt_steps)),
@@ -248,6 +262,8 @@ def train_and_evaluate(config, workdir):
                                                         done // steps_per_epoch)
     if _should(config.checkpoint.every_steps, done) or epoch_end:
       checkpointing.save(manager, _host(state, replicated), dict(meta, epoch=done // steps_per_epoch))
+  if pending is not None:
+    read_step(pending)
   host_state = _host(state, replicated)
   checkpointing.save(manager, host_state, dict(meta, epoch=int(host_state.step) // steps_per_epoch))
   manager.wait_until_finished()
