@@ -112,14 +112,7 @@ def test_infer_crash_mid_npz_leaves_no_partial_file(tmp_path, ckpt, monkeypatch)
 def test_infer_crash_before_rename_leaves_no_file(tmp_path, ckpt, monkeypatch, save, ext):
   inputs = _images(tmp_path / 'in', 1)
   out = tmp_path / 'out'
-  real_replace = os.replace
-
-  def replace(src, dst):
-    if str(dst).endswith(ext):
-      raise Crash(f'crash before renaming {dst}')
-    return real_replace(src, dst)
-
-  monkeypatch.setattr(os, 'replace', replace)
+  _crash_on_replace(monkeypatch, ext)
   with pytest.raises(Crash):
     _infer(ckpt, inputs, out, '--save', save)
   # The npz (written first) is complete; the crashed output is absent, not partial, with no temp.
