@@ -30,5 +30,4 @@ def get_config():
     split.split = name
     split.depth_type = 'lidar'
     split.cameras = ('camera_01',)
-    split.num_workers = 8
   return config

@@ -26,7 +26,7 @@ Layout:
 import ml_collections
 
 
-def _split(batch_size, num_workers, back_context, forward_context):
+def _split(batch_size, back_context, forward_context, shuffle):
   """Keys shared by the train / validation / test dataset nodes."""
   return ml_collections.ConfigDict(dict(
       # Reader name: 'KITTI', 'DDAD' or 'Image' (a folder of frames / a video).
@@ -34,13 +34,19 @@ def _split(batch_size, num_workers, back_context, forward_context):
       path='',            # dataset root
       split='',           # split file relative to `path` ('' = every frame)
       depth_type='',      # '' (no depth), 'velodyne', 'groundtruth', ...
-      input_depth_type='',
+      input_depth_type='',  # depth given to the network as input ('' = none)
       cameras=(),         # DDAD camera names
       batch_size=batch_size,  # per device, as the reference's per-GPU batch
-      num_workers=num_workers,
-      back_context=back_context,
-      forward_context=forward_context,
+      back_context=back_context,    # frames before the target used as contexts
+      forward_context=forward_context,  # frames after the target used as contexts
+      shuffle=shuffle,    # shuffle the sample order (train); seeded by arch.seed
       num_logs=5,         # depth images written per evaluation
+      # Image / Video datasets: (fx, fy, cx, cy) in pixels; () = the documented default.
+      intrinsics=(),
+      project_velodyne=False,  # KITTI: project raw velodyne scans when proj_depth is absent
+      on_error='raise',   # a sample that cannot be read: 'raise' or 'skip' (logged)
+      tfds_data_dir='',   # read prepared TFDS records from here instead of the raw tree
+      tfds_config='',     # TFDS builder config name of those records ('' = the builder's default)
   ))
 
 
@@ -48,13 +54,11 @@ def get_config():
   """Returns the default ConfigDict (see the module docstring)."""
   config = ml_collections.ConfigDict()
   config.name = ''
-  config.debug = False
   # Dtype of network activations ('float32' or 'bfloat16'); losses are float32.
   config.compute_dtype = 'float32'
 
   config.arch = ml_collections.ConfigDict(dict(
       seed=42,
-      min_epochs=1,
       max_epochs=50,
       validate_first=False,
       # 0: one epoch = the train split divided by the global batch (reference).
@@ -72,9 +76,16 @@ def get_config():
   model.continue_training = False
   for net in ('depth_net', 'pose_net'):
     model[net] = ml_collections.ConfigDict(dict(
-        name='', version='', dropout=0.0,
+        name='',              # class name, e.g. 'PackNet01', 'DepthResNet', 'PoseNet'
+        version='',           # e.g. '1A', '18pt' ('pt': ImageNet-initialised encoder)
+        dropout=0.0,
         checkpoint_path='',   # `.ckpt` or converted dir, this network only
+        # torchvision ResNet `.pth` (or its converted directory) for a 'pt' version's encoder.
+        pretrained_encoder='',
     ))
+  # Rematerialisation of the depth net (jax.checkpoint per block) to trade compute for memory:
+  # 'none' | 'full' (recompute every block in the backward pass) | 'save_conv' (keep conv outputs).
+  model.remat = 'none'
   model.loss = ml_collections.ConfigDict(dict(
       num_scales=4,
       progressive_scaling=0.0,
@@ -104,7 +115,7 @@ def get_config():
       depth=dict(lr=2e-4, weight_decay=0.0),
       pose=dict(lr=2e-4, weight_decay=0.0),
       # StepLR in epochs: lr * gamma ** (epoch // step_size).
-      scheduler=dict(name='StepLR', step_size=10, gamma=0.5, T_max=20),
+      scheduler=dict(name='StepLR', step_size=10, gamma=0.5),
       grad_clip_norm=0.0,   # 0: no clipping (reference)
   ))
 
@@ -115,10 +126,10 @@ def get_config():
       crop_train_borders=(),
       crop_eval_borders=(),
   ))
-  datasets.train = _split(8, 16, 1, 1)
-  datasets.train.repeat = 1
-  datasets.validation = _split(1, 8, 0, 0)
-  datasets.test = _split(1, 8, 0, 0)
+  datasets.train = _split(8, 1, 1, True)
+  datasets.train.repeat = 1   # list the train split this many times per epoch
+  datasets.validation = _split(1, 0, 0, False)
+  datasets.test = _split(1, 0, 0, False)
 
   config.train = ml_collections.ConfigDict(dict(
       # Stop after this many consecutive steps with a non-finite loss/gradient
@@ -145,6 +156,8 @@ def get_config():
       every_steps=0,          # 0: after every epoch (reference)
       max_batches=0,          # 0: the whole validation split
       post_process=True,      # also report flip post-processed metrics
+      # GT distance bins in metres for the per-bin rows, as 'lo,edge,...,hi' ('' = 0,10,20,40,80).
+      distance_bins='',
   ))
 
   config.distributed = ml_collections.ConfigDict(dict(

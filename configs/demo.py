@@ -26,7 +26,6 @@ def get_config():
   config.datasets.augmentation.image_shape = (64, 192)
   config.datasets.augmentation.jittering = ()
   config.datasets.train.batch_size = 4
-  config.datasets.train.num_workers = 2
   config.datasets.train.repeat = 1
   for split, name in ((config.datasets.train, 'train'), (config.datasets.validation, 'val'),
                       (config.datasets.test, 'test')):

@@ -19,6 +19,7 @@ CHOICES = {
     'model.loss.photometric_reduce_op': ('min', 'mean'),
     'model.loss.padding_mode': ('zeros', 'border'),
     'model.loss.rotation_mode': ('euler', 'quat'),
+    'model.remat': ('none', 'full', 'save_conv'),
 }
 
 
