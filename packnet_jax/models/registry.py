@@ -6,8 +6,20 @@ from packnet_jax.models.packnet import PackNet01, PackNetSlim01
 from packnet_jax.models.pose_net import PoseNet
 from packnet_jax.models.pose_resnet import PoseResNet
 
+# Converted-model kinds → the SfmModel submodule (and checkpoint node) holding that network.
+NETWORKS = {'depth': 'depth_net', 'pose': 'pose_net'}
+# Compute dtypes by config name (`compute_dtype`, `--dtype`); parameters stay float32.
+DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16, 'float16': jnp.float16}
+
 DEPTH_NETS = {'PackNet01': PackNet01, 'PackNetSlim01': PackNetSlim01, 'DepthResNet': DepthResNet}
 POSE_NETS = {'PoseNet': PoseNet, 'PoseResNet': PoseResNet}
+
+
+def dtype(name):
+  """The jnp dtype of a compute-dtype name ('float32' | 'bfloat16' | 'float16')."""
+  if name not in DTYPES:
+    raise ValueError(f'dtype: expected one of {tuple(DTYPES)}, got {name!r}')
+  return DTYPES[name]
 
 
 def _lookup(table, name, kind):
