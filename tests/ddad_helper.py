@@ -5,11 +5,14 @@ Layout (subset of TRI-ML/dgp's schema, see packnet_jax/data/ddad.py):
   root/scene_000/scene_<hash>.json        Scene: samples + data (datums)
   root/scene_000/calibration/<key>.json   SampleCalibration
   root/scene_000/rgb/CAMERA_0X/<ts>.png   images that encode (frame, camera)
-  root/scene_000/point_cloud/LIDAR/<ts>.npz   key 'data', structured X,Y,Z,INTENSITY
+  root/scene_000/point_cloud/LIDAR/<ts>.npz   key 'data', float [N,4] X,Y,Z,INTENSITY
+                                               (structured X,Y,Z fields with structured=True)
 
 Lidar points are placed so that each projects to a chosen pixel centre
 (+0.3 px, so DGP's truncation keeps the pixel) at a chosen depth in a chosen
-camera; `write_scene` returns those expectations.
+camera; `write_scene` returns those expectations. Each sample lists its
+datums as LIDAR then `camera_order` (default CAMERAS), so tests can check that
+the reader follows the sample's order.
 """
 import json
 import os
@@ -56,21 +59,28 @@ def lidar_pose(frame):
   return T, _pose_json(t, q)
 
 
-def write_scene(root):
-  """Writes the scene; returns expectations [(frame, camera, row, col, depth)]."""
+def write_scene(root, camera_order=CAMERAS, structured=False, calibrated=CAMERAS):
+  """Writes the scene; returns expectations [(frame, camera, row, col, depth)].
+
+  Args:
+    root: output folder.
+    camera_order: order of the camera datums in every sample's datum_keys.
+    structured: lidar `data` as a structured array (X, Y, Z, INTENSITY fields).
+    calibrated: cameras that get an entry in the calibration file.
+  """
   scene_dir = os.path.join(root, 'scene_000')
   os.makedirs(os.path.join(scene_dir, 'calibration'), exist_ok=True)
   calib_key = 'c0ffee'
-  calib = {'names': ['LIDAR'] + list(CAMERAS),
+  calib = {'names': ['LIDAR'] + list(calibrated),
            'intrinsics': [{}] + [{'fx': K[c][0], 'fy': K[c][1], 'cx': K[c][2], 'cy': K[c][3], 'skew': 0.0}
-                                 for c in CAMERAS],
-           'extrinsics': [_pose_json([0, 0, 0], (1, 0, 0, 0))] * 3}
+                                 for c in calibrated],
+           'extrinsics': [_pose_json([0, 0, 0], (1, 0, 0, 0))] * (1 + len(calibrated))}
   json.dump(calib, open(os.path.join(scene_dir, 'calibration', calib_key + '.json'), 'w'))
   rng = np.random.default_rng(0)
   data, samples, expected = [], [], []
   for f in range(3):
     ts = 1000 + f
-    keys = []
+    keys = {}
     for c, cam in enumerate(CAMERAS):
       os.makedirs(os.path.join(scene_dir, 'rgb', cam), exist_ok=True)
       img = np.full((H, W, 3), 40 * f + 10, np.uint8)
@@ -80,7 +90,7 @@ def write_scene(root):
       key = f'img_{f}_{c}'
       data.append({'id': {'name': cam, 'index': str(f)}, 'key': key, 'datum': {'image': {
           'filename': f'rgb/{cam}/{ts}.png', 'height': H, 'width': W, 'channels': 3, 'pose': pose}}})
-      keys.append(key)
+      keys[cam] = key
     # Lidar: for every camera, points at chosen pixels/depths of that camera.
     points = []
     T_wl, lpose = lidar_pose(f)
@@ -94,15 +104,18 @@ def write_scene(root):
         expected.append((f, cam, row, col, z))
     points.append([0.0, 0.0, -50.0])  # Behind every camera: must be dropped.
     pts = np.array(points)
-    cloud = np.zeros(len(pts), dtype=[('X', '<f8'), ('Y', '<f8'), ('Z', '<f8'), ('INTENSITY', '<f8')])
-    cloud['X'], cloud['Y'], cloud['Z'] = pts[:, 0], pts[:, 1], pts[:, 2]
+    if structured:
+      cloud = np.zeros(len(pts), dtype=[('X', '<f8'), ('Y', '<f8'), ('Z', '<f8'), ('INTENSITY', '<f8')])
+      cloud['X'], cloud['Y'], cloud['Z'] = pts[:, 0], pts[:, 1], pts[:, 2]
+    else:  # What DGP writes: a plain array whose first columns are X, Y, Z.
+      cloud = np.hstack([pts, np.full((len(pts), 1), 0.5)])
     os.makedirs(os.path.join(scene_dir, 'point_cloud', 'LIDAR'), exist_ok=True)
     np.savez(os.path.join(scene_dir, 'point_cloud', 'LIDAR', f'{ts}.npz'), data=cloud)
     data.append({'id': {'name': 'LIDAR', 'index': str(f)}, 'key': f'lidar_{f}', 'datum': {'point_cloud': {
         'filename': f'point_cloud/LIDAR/{ts}.npz', 'point_format': ['X', 'Y', 'Z', 'INTENSITY'],
         'pose': lpose}}})
-    keys.append(f'lidar_{f}')
-    samples.append({'id': {'index': str(f), 'timestamp': f'2020-01-01T00:00:0{f}Z'}, 'datum_keys': keys,
+    samples.append({'id': {'index': str(f), 'timestamp': f'2020-01-01T00:00:0{f}Z'},
+                    'datum_keys': [f'lidar_{f}'] + [keys[cam] for cam in camera_order],
                     'calibration_key': calib_key})
   scene_file = 'scene_000/scene_abc.json'
   json.dump({'name': 'scene_000', 'samples': samples, 'data': data}, open(os.path.join(root, scene_file), 'w'))
