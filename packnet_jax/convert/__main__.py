@@ -1,29 +1,43 @@
-"""CLI: python -m packnet_jax.convert --checkpoint X.ckpt --output DIR [--overwrite].
+"""CLI: python -m packnet_jax.convert --checkpoint FILE --output DIR [--overwrite].
 
-Writes DIR/variables (orbax) and DIR/model_config.json, and prints which
-networks were converted, which keys were unused, and which nets had no weights.
-Exit status 1 with a one-line error for bad input (unknown architecture,
-missing required key, unreadable file, ...).
+FILE is a PackNet-SfM `.ckpt` / `.pth.tar` / state dict, or torchvision's
+ImageNet ResNet file (`resnet18-f37072fd.pth`, `resnet34-b627a593.pth`,
+`resnet50-0676ba61.pth`), which gives an encoder-only directory for
+`model.<net>.pretrained_encoder`.
+
+Writes DIR/variables (orbax) and DIR/model_config.json atomically, and prints
+what was converted, which keys were unused, and which nets had no weights.
+Exit status 1 with one `error: ...` line for bad input (unknown architecture,
+missing required key, unreadable or truncated file, ...); nothing is written.
 """
-import argparse
 import sys
 
+from absl import flags
 
-def parse_args(argv=None):
-  parser = argparse.ArgumentParser(prog='python -m packnet_jax.convert', description=__doc__.split('\n')[0])
-  parser.add_argument('--checkpoint', required=True, help='PackNet-SfM .ckpt / .pth.tar / state-dict file')
-  parser.add_argument('--output', required=True, help='converted model directory to write')
-  parser.add_argument('--overwrite', action='store_true', help='replace an existing output directory')
-  return parser.parse_args(argv)
+
+def parse_flags(argv):
+  """Parses argv (program name first) into a private absl FlagValues."""
+  fv = flags.FlagValues()
+  flags.DEFINE_string('checkpoint', None, 'PackNet-SfM .ckpt / .pth.tar / state dict, or a torchvision '
+                      'ResNet .pth (ImageNet weights)', flag_values=fv, required=True)
+  flags.DEFINE_string('output', None, 'converted model directory to write', flag_values=fv, required=True)
+  flags.DEFINE_bool('overwrite', False, 'replace an existing output directory', flag_values=fv)
+  fv(argv)
+  return fv
 
 
 def main(argv=None):
-  args = parse_args(argv)
-  from packnet_jax.convert import converter  # pylint: disable=import-outside-toplevel
+  """Runs the conversion; `argv` excludes the program name (default sys.argv[1:])."""
+  argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+  if '--help' in argv or '-h' in argv:
+    print(__doc__ + '\nFlags:\n' + parse_flags(['packnet_jax.convert', '--checkpoint=', '--output=']).get_help())
+    return 0
   try:
-    model = converter.convert_checkpoint(args.checkpoint)
-    output = converter.save_converted(model, args.output, overwrite=args.overwrite)
-  except ValueError as e:
+    fv = parse_flags(['packnet_jax.convert'] + argv)
+    from packnet_jax.convert import converter  # pylint: disable=import-outside-toplevel
+    model = converter.convert_checkpoint(fv.checkpoint)
+    output = converter.save_converted(model, fv.output, overwrite=fv.overwrite)
+  except (ValueError, flags.Error) as e:
     print(f'error: {e}', file=sys.stderr)
     return 1
   for message in model.messages:
@@ -33,6 +47,7 @@ def main(argv=None):
 
 
 run = main  # console script `packnet-convert` (setup.cfg)
+
 
 if __name__ == '__main__':
   sys.exit(main())

@@ -161,15 +161,20 @@ def _float32(value):
   return np.array(value)
 
 
-def read_checkpoint(path):
+def read_checkpoint(path, loaded=None):
   """Reads a `.ckpt` / `.pth.tar` / plain state-dict file (no torch needed).
+
+  Args:
+    path: the file.
+    loaded: what `torch_pickle.load(path)` returned, if the caller already
+      read it (the file is then not read again).
 
   Raises:
     ValueError: unreadable file (see `torch_pickle.load`), no state dict, or an
       architecture that cannot be determined.
   """
   path = os.fspath(path)
-  obj = torch_pickle.load(path)
+  obj = torch_pickle.load(path) if loaded is None else loaded
   if isinstance(obj, dict) and isinstance(obj.get('state_dict'), dict):
     state_dict, config = obj['state_dict'], obj.get('config')
     epoch, optimizer = obj.get('epoch'), obj.get('optimizer')
@@ -191,8 +196,9 @@ def read_checkpoint(path):
   if not networks:  # A bare network-level state dict.
     detected = detect_from_keys(state_dict)
     if detected is None:
-      raise ValueError(f'{path}: unknown architecture: no depth_net/pose_net keys and the keys match no '
-                       f'known network (first key {next(iter(state_dict), None)!r})')
+      raise ValueError(f'{path}: unknown architecture: expected a PackNet-SfM checkpoint (depth_net/pose_net '
+                       'keys or a known network\'s keys) or a torchvision ResNet state dict (conv1.weight, '
+                       f'layer1.0.conv1.weight, ...); first key {next(iter(state_dict), None)!r}')
     networks[detected[0]] = dict(state_dict)
     used.update(state_dict)
   specs = {}

@@ -5,6 +5,12 @@ A converted directory holds `variables/` (an orbax checkpoint of
 weights for) and `model_config.json` (network names/versions, training image
 shape, depth range, the full stored config). Torch keys go through
 `packnet_jax.convert.keymap`, the one mapping the parity tests use too.
+
+A torchvision ResNet file (ImageNet weights, e.g. `resnet18-f37072fd.pth`)
+converts to an encoder-only directory: variables {'encoder': ResNet variables}
+and a config whose 'encoder' entry names the depth ({'name': 'ResNet',
+'num_layers': 18, ...}) and whose depth_net / pose_net are None. Training
+applies it to 'pt' versions (`packnet_jax.train.imagenet_init`).
 """
 import dataclasses
 import json
@@ -15,9 +21,12 @@ import tempfile
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import traverse_util
 
 from packnet_jax.convert import checkpoint as checkpoint_lib
 from packnet_jax.convert import keymap
+from packnet_jax.convert import torch_pickle
+from packnet_jax.convert import torchvision_resnet
 from packnet_jax.models import registry
 from packnet_jax.utils import io as io_utils
 
@@ -25,6 +34,8 @@ CONFIG_FILE = 'model_config.json'
 VARIABLES_DIR = 'variables'
 FORMAT = 'packnet_jax.converted/1'
 NODES = {'depth': 'depth_net', 'pose': 'pose_net'}
+# Key of the ResNet trunk in an encoder-only (ImageNet) converted model.
+ENCODER = 'encoder'
 # Any multiple of 32 works: parameter shapes do not depend on the image size.
 _TEMPLATE_HW = (64, 64)
 
@@ -77,11 +88,18 @@ def _list(keys, limit=8):
 def convert_checkpoint(path):
   """Reads a checkpoint file and maps its weights to Flax variables.
 
+  A PackNet-SfM `.ckpt` (or state dict) gives the depth and/or pose net; a
+  torchvision ResNet state dict gives an encoder-only model (`ENCODER`).
+
   Raises:
     ValueError: unreadable checkpoint, unknown architecture, a required key
       missing or of the wrong shape, or no network weights at all.
   """
-  ckpt = checkpoint_lib.read_checkpoint(path)
+  path = os.fspath(path)
+  loaded = torch_pickle.load(path)
+  if torchvision_resnet.is_resnet_state_dict(loaded):
+    return convert_imagenet_encoder(path, loaded)
+  ckpt = checkpoint_lib.read_checkpoint(path, loaded=loaded)
   variables, unused, messages, specs = {}, {}, [], {}
   for kind, node in NODES.items():
     spec, weights = ckpt.specs.get(kind), ckpt.networks.get(kind)
@@ -111,6 +129,22 @@ def convert_checkpoint(path):
   if ckpt.unused_keys:
     messages.append(f'unused keys outside the networks: {_list(ckpt.unused_keys)}')
   return ConvertedModel(config=model_config(ckpt, specs), variables=variables, unused_keys=unused,
+                        messages=messages)
+
+
+def convert_imagenet_encoder(path, state_dict):
+  """An encoder-only ConvertedModel from a torchvision ResNet state dict (see module doc)."""
+  num_layers, variables, unused = torchvision_resnet.convert_state_dict(state_dict, path)
+  num_arrays = sum(len(traverse_util.flatten_dict(dict(tree))) for tree in variables.values())
+  messages = [f'encoder: converted torchvision ResNet-{num_layers} ({num_arrays} arrays) for DepthResNet / '
+              f'PoseResNet version \'{num_layers}pt\'',
+              'depth_net, pose_net: not in file (ImageNet encoder weights only)']
+  if unused:
+    messages.append(f'unused keys: {_list(unused)}')
+  config = {'format': FORMAT, 'source': os.path.basename(path), 'epoch': None, 'model_name': None,
+            'depth_net': None, 'pose_net': None, 'image_shape': None,
+            ENCODER: {'name': 'ResNet', 'num_layers': num_layers, 'weights': 'torchvision ImageNet'}}
+  return ConvertedModel(config=config, variables={ENCODER: variables}, unused_keys={ENCODER: unused},
                         messages=messages)
 
 

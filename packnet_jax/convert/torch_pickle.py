@@ -31,6 +31,7 @@ import numpy as np
 
 _LEGACY_MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
 _LEGACY_PROTOCOL_VERSION = 1001
+_ZIP_LOCAL_HEADER = b'PK\x03\x04'
 
 _STORAGE_DTYPES = {
     'FloatStorage': np.float32,
@@ -263,6 +264,9 @@ def _load_legacy(path, f, buf):
   dtypes (tensor rebuilds are skipped) and the second pass builds the arrays.
   """
   if buf[:1] != b'\x80':
+    if buf[:4] == _ZIP_LOCAL_HEADER:  # Starts like a zip but zipfile found no end record: cut short.
+      raise ValueError(f'{path}: truncated or damaged zip archive (no end-of-archive record); expected a '
+                       'complete torch .pth/.ckpt file (was the download or copy interrupted?)')
     if tarfile.is_tarfile(path):
       raise ValueError(f'{path}: legacy tar checkpoint (torch < 0.4) is not supported')
     raise ValueError(f'{path}: not a torch checkpoint (neither a zip archive nor a legacy torch pickle)')
