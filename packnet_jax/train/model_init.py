@@ -17,6 +17,7 @@ from flax import traverse_util
 
 from packnet_jax.models import registry
 from packnet_jax.models import sfm_model
+from packnet_jax.train import imagenet_init
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16, 'float16': jnp.float16}
 # converted-model kinds → SfmModel submodule names.
@@ -56,10 +57,12 @@ def build_model(config):
 
 
 def init_variables(model, config, rng, image_shape):
-  """Random-initialised variables {'params', 'batch_stats'} (numpy), then released weights."""
+  """Random-initialised variables {'params', 'batch_stats'} (numpy), ImageNet encoders, then released weights."""
   variables = jax.device_get(sfm_model.init_variables(
       model, rng, image_shape, num_context=max(1, num_contexts(config))))
   variables = {'params': variables['params'], 'batch_stats': variables.get('batch_stats', {})}
+  # 'pt' versions: torchvision ImageNet weights in the ResNet encoders (a checkpoint below still wins).
+  variables = imagenet_init.apply_imagenet_encoders(variables, config)
   return load_pretrained(variables, config)
 
 
