@@ -6,9 +6,10 @@ files in this folder import it and override only what differs, e.g.
   python -m packnet_jax.main --config=configs/kitti.py --workdir=/tmp/kitti \
       --config.optim.depth.lr=1e-4 --config.datasets.train.batch_size=2
 
-Any key set by an experiment file or on the command line must exist here with the
-same type (ints are accepted for floats, lists for tuples); `packnet_jax.config_utils`
-checks this at start-up and names the offending key.
+The returned ConfigDict is locked: an experiment file or a command-line override can only
+set keys that exist here, with the same type (ints are accepted for floats, lists for
+tuples); ml_collections raises, naming the key, otherwise. `packnet_jax.config_utils`
+then checks the values (choices, ranges) and every CLI reports problems in one line.
 
 Layout:
   model       which SfM model (SelfSupModel / SemiSupModel / VelSupModel), its two
@@ -168,4 +169,5 @@ def get_config():
       num_processes=-1,
       process_id=-1,
   ))
+  config.lock()
   return config

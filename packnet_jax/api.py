@@ -1,4 +1,8 @@
-"""`load_model`: a PackNet-SfM model (released `.ckpt` or converted directory) ready for inference.
+"""`load_model`: a PackNet-SfM model ready for inference, from any of the three model sources.
+
+A released `.ckpt`, a directory from `python -m packnet_jax.convert`, or a
+training workdir (its newest complete checkpoint, or `step=`): this is the one
+place that turns such a path into networks, and every CLI goes through it.
 
   model = packnet_jax.load_model('PackNet01_MR_selfsup_K.ckpt')
   inv_depth = model.predict_inv_depth(images)           # [B,H,W,3] in [0,1] → [B,H,W,1]
@@ -15,20 +19,11 @@ import jax
 import jax.numpy as jnp
 
 from packnet_jax.convert import converter
-from packnet_jax.eval.metrics import post_process_inv_depth
+from packnet_jax.eval import predict as predict_lib
 from packnet_jax.geometry.checks import check_shape
+from packnet_jax.models import registry
 
-_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16, 'float16': jnp.float16}
-
-
-@functools.partial(jax.jit, static_argnames=('net', 'flip_pp'))
-def _inv_depth(net, variables, images, flip_pp):
-  """Eval-mode inverse depth; with flip_pp one batched pass on [images; flipped images]."""
-  if not flip_pp:
-    return net.apply(variables, images, train=False).astype(jnp.float32)
-  both = net.apply(variables, jnp.concatenate([images, jnp.flip(images, axis=2)], 0), train=False)
-  both = both.astype(jnp.float32)
-  return post_process_inv_depth(both[:images.shape[0]], both[images.shape[0]:])
+_inv_depth = jax.jit(predict_lib.inv_depth, static_argnames=('net', 'flip_pp'))
 
 
 @functools.partial(jax.jit, static_argnames=('net',))
@@ -56,7 +51,7 @@ class PackNetModel:
     self.pose_net = self._build('pose', dtype)
 
   def _build(self, kind, dtype):
-    spec = self.config.get(converter.NODES[kind])
+    spec = self.config.get(registry.NETWORKS[kind])
     if kind not in self.variables or not spec:
       return None
     return converter.build_network(kind, spec, dtype=dtype)
@@ -70,7 +65,7 @@ class PackNetModel:
   def _require(self, kind):
     net = self.depth_net if kind == 'depth' else self.pose_net
     if net is None:
-      node = converter.NODES[kind]
+      node = registry.NETWORKS[kind]
       raise ValueError(f'{self.source}: checkpoint has no {node} weights ({node}: no weights in checkpoint); '
                        f'predict_{"inv_depth" if kind == "depth" else "pose"} is unavailable')
     return net
@@ -88,7 +83,7 @@ class PackNetModel:
     net = self._require('depth')
     images = jnp.asarray(images, jnp.float32)
     check_shape('images', images, ('B', 'H', 'W', 3))
-    return _inv_depth(net, self.variables['depth'], images, bool(flip_pp))
+    return _inv_depth(net, self.variables['depth'], images, flip_pp=bool(flip_pp))
 
   def predict_pose(self, target, contexts):
     """Pose vectors (tx, ty, tz, rx, ry, rz) of each context relative to the target.
@@ -107,21 +102,33 @@ class PackNetModel:
     return _pose(net, self.variables['pose'], target, contexts)
 
 
-def load_model(path, dtype='float32'):
-  """Loads a `.ckpt` (converted in memory) or a directory from `python -m packnet_jax.convert`.
+def load_model(path, dtype='float32', step=None):
+  """Loads a model from a `.ckpt`, a converted directory or a training workdir.
 
   Args:
-    path: checkpoint file or converted directory.
+    path: released `.ckpt` (converted in memory), a directory written by
+      `python -m packnet_jax.convert`, or a training workdir (`--workdir` of
+      `python -m packnet_jax.main`: its config.json and newest complete checkpoint).
     dtype: compute dtype, 'float32' (default) or 'bfloat16'/'float16'
       (parameters stay float32; outputs are float32).
+    step: for a training workdir, the checkpoint step (default: the newest).
 
   Raises:
     ValueError: path missing, unreadable checkpoint, unknown architecture,
-      missing required weights, or an unknown dtype.
+      missing required weights, an unknown dtype, or `step` for a non-workdir.
   """
   path = os.fspath(path)
-  if dtype not in _DTYPES:
-    raise ValueError(f'dtype: expected one of {tuple(_DTYPES)}, got {dtype!r}')
+  compute_dtype = registry.dtype(dtype)
+  from packnet_jax.train import workdir  # pylint: disable=import-outside-toplevel
+  if os.path.isdir(path) and workdir.is_workdir(path):
+    config = workdir.model_spec(workdir.read_config(path))
+    variables, step = workdir.restore_networks(path, step)
+    return PackNetModel(config, variables, dtype=compute_dtype, source=f'{path} (step {step})')
+  if step is not None:
+    raise ValueError(f'--step: only a training workdir has several checkpoints; {path} is not one')
+  if not os.path.exists(path):
+    raise ValueError(f'{path}: not found (expected a .ckpt file, a converted model directory or a '
+                     'training workdir)')
   model = converter.load_any(path)
-  return PackNetModel(model.config, model.variables, dtype=_DTYPES[dtype], source=path,
+  return PackNetModel(model.config, model.variables, dtype=compute_dtype, source=path,
                       messages=model.messages)

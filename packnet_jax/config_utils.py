@@ -1,14 +1,16 @@
-"""Checks an experiment config against `configs/default.py` before anything runs.
+"""The experiment config: loading, value checks, and the per-split dataset view.
 
-Every key of an experiment config must exist in the default config with a
-compatible type, so a typo (`optim.depht.lr`) or a wrong value type
-(`arch.max_epochs='ten'`) fails at start with one line naming the key instead of
-being silently ignored hours into a run.
+The schema is `configs/default.py`, whose `get_config()` returns a *locked*
+ConfigDict: ml_collections itself rejects unknown keys and values of the wrong
+type, naming the key. What it cannot know is checked here: the values the code
+branches on (choices), ranges and shapes. Every CLI loads configs through
+`configs/*.py` files (ml_collections config_flags) or a training workdir's
+`config.json` (`from_json`), then calls `validate_config`.
 """
-import collections.abc
 import importlib
+import json
 
-import ml_collections
+from packnet_jax.models import sfm_model
 
 # Choices that the code branches on; anything else is a typo.
 CHOICES = {
@@ -21,6 +23,7 @@ CHOICES = {
     'model.loss.rotation_mode': ('euler', 'quat'),
     'model.remat': ('none', 'full', 'save_conv'),
 }
+SPLITS = ('train', 'validation', 'test')
 
 
 class ConfigError(ValueError):
@@ -28,44 +31,8 @@ class ConfigError(ValueError):
 
 
 def default_config():
-  """The reference-default ConfigDict (configs/default.py)."""
+  """The reference-default, locked ConfigDict (configs/default.py)."""
   return importlib.import_module('configs.default').get_config()
-
-
-def _type_name(value):
-  return type(value).__name__
-
-
-def _compatible(default, value):
-  """Whether `value` may replace `default` (int→float and list→tuple are fine)."""
-  if isinstance(default, bool) or isinstance(value, bool):
-    return isinstance(default, bool) and isinstance(value, bool)
-  if isinstance(default, float):
-    return isinstance(value, (int, float))
-  if isinstance(default, int):
-    return isinstance(value, int)
-  if isinstance(default, str):
-    return isinstance(value, str)
-  if isinstance(default, (tuple, list)):
-    return isinstance(value, (tuple, list))
-  return isinstance(value, type(default))
-
-
-def _check_node(node, default, prefix):
-  for key in node.keys():
-    path = f'{prefix}{key}'
-    value = node[key]
-    if key not in default:
-      raise ConfigError(f'config key {path!r}: unknown (not in configs/default.py)')
-    ref = default[key]
-    if isinstance(ref, (ml_collections.ConfigDict, collections.abc.Mapping)):
-      if not isinstance(value, (ml_collections.ConfigDict, collections.abc.Mapping)):
-        raise ConfigError(
-            f'config key {path!r}: expected a group of keys, got {_type_name(value)} {value!r}')
-      _check_node(value, ref, path + '.')
-    elif not _compatible(ref, value):
-      raise ConfigError(
-          f'config key {path!r}: expected {_type_name(ref)}, got {_type_name(value)} {value!r}')
 
 
 def _check_values(config):
@@ -75,7 +42,7 @@ def _check_values(config):
       node = node[part]
     if node not in allowed:
       raise ConfigError(f'config key {path!r}: expected one of {allowed}, got {node!r}')
-  for name in ('train', 'validation', 'test'):
+  for name in SPLITS:
     batch = config.datasets[name].batch_size
     if batch < 1:
       raise ConfigError(f'config key \'datasets.{name}.batch_size\': expected >= 1, got {batch}')
@@ -85,13 +52,50 @@ def _check_values(config):
                       f'with multiples of 32, got {shape}')
 
 
-def validate_config(config, default=None):
-  """Raises ConfigError (one line, naming the key) if `config` is not usable.
+def validate_config(config):
+  """Raises ConfigError (one line, naming the key) if `config`'s values are not usable.
 
-  Args:
-    config: the experiment ConfigDict (after command-line overrides).
-    default: the reference ConfigDict; defaults to configs/default.py.
+  Unknown keys and wrong types never get this far: the locked default config
+  rejects them when they are set.
   """
-  _check_node(config, default_config() if default is None else default, '')
   _check_values(config)
   return config
+
+
+def from_json(text, source='config.json'):
+  """A locked experiment config from the JSON a training run wrote (see `train.workdir`).
+
+  Raises:
+    ConfigError: damaged JSON, or a key/type the current schema does not have.
+  """
+  try:
+    values = json.loads(text)
+  except ValueError as e:
+    raise ConfigError(f'{source}: damaged JSON ({e})') from None
+  config = default_config()
+  try:
+    config.update(values)
+  except (KeyError, AttributeError, TypeError) as e:
+    raise ConfigError(f'{source}: does not match configs/default.py ({e})') from None
+  return validate_config(config)
+
+
+def to_json(config):
+  """The config as JSON text (tuples become lists; `from_json` restores them)."""
+  return json.dumps(json.loads(config.to_json_best_effort()), indent=2, sort_keys=True)
+
+
+def dataset_config(config, split):
+  """The data pipeline's flat config of one split: `datasets.augmentation` + `datasets.<split>`.
+
+  Evaluation splits get no context frames; `with_pose` asks the train split for
+  ground-truth poses when the loss needs them (VelSupModel).
+  """
+  if split not in SPLITS:
+    raise ConfigError(f'split: expected one of {SPLITS}, got {split!r}')
+  merged = dict(config.datasets.augmentation.to_dict())
+  merged.update(config.datasets[split].to_dict())
+  merged['with_pose'] = split == 'train' and sfm_model.LossOptions(model=config.model.name).needs_pose_gt
+  if split != 'train':
+    merged['back_context'] = merged['forward_context'] = 0
+  return merged

@@ -1,7 +1,11 @@
 """Export of a depth network to StableHLO (jax.export) or ONNX (jax2onnx).
 
 CLI:
-  python -m packnet_jax.export --checkpoint PATH --format stablehlo|onnx --image_shape H,W --output F
+  python -m packnet_jax.export --checkpoint MODEL --format stablehlo|onnx --output F [--image_shape H,W]
+      [--step N] [--dtype float32|bfloat16]
+
+MODEL is a released `.ckpt`, a converted directory or a training workdir;
+--image_shape defaults to the checkpoint's training shape.
 
 Both formats take rgb [B,H,W,3] float32 in [0,1] with a symbolic batch B and
 return the eval-mode inverse depth [B,H,W,1]; the weights are baked in.
@@ -15,6 +19,7 @@ copy rewrites every 3-D convolution as one 2-D convolution over the depth taps
 stacked along channels (depth folded into the batch), which is exact up to
 float summation order and is plain ONNX `Conv`.
 """
+import functools
 import logging
 import os
 import sys
@@ -26,6 +31,8 @@ import numpy as np
 from jax import export as jax_export
 from jax import lax
 
+from packnet_jax import cli
+from packnet_jax.eval import predict as predict_lib
 from packnet_jax.utils import io as io_utils
 
 FORMATS = ('stablehlo', 'onnx')
@@ -46,10 +53,7 @@ def image_spec(image_shape, batch='B', dtype=jnp.float32):
 
 def inference_fn(model, variables):
   """rgb [B,H,W,3] → eval-mode inverse depth [B,H,W,1] float32 of a Flax depth net."""
-  def predict(rgb):
-    inv_depth = model.apply(variables, rgb, train=False)
-    return jnp.asarray(inv_depth, jnp.float32)
-  return predict
+  return functools.partial(predict_lib.inv_depth, model, variables)
 
 
 # ----------------------------------------------------------------------------
@@ -201,8 +205,8 @@ def _import_jax2onnx():
       logging.getLogger(name).setLevel(logging.ERROR)
     import jax2onnx  # pylint: disable=import-outside-toplevel
   except ImportError as e:
-    raise ImportError('ONNX export needs jax2onnx, onnx and onnxruntime: '
-                      'pip install --no-deps -r requirements-export.txt') from e
+    raise ValueError('--format onnx: needs jax2onnx, onnx and onnxruntime '
+                     f'(pip install --no-deps -r requirements-export.txt): {e}') from None
   return jax2onnx
 
 
@@ -233,26 +237,24 @@ def run_onnx(session, rgb):
 # CLI.
 
 
-def parse_image_shape(text):
-  """'H,W' → (H, W) positive ints."""
-  try:
-    height, width = (int(v) for v in text.split(','))
-  except ValueError:
-    raise ValueError(f'--image_shape: expected "H,W" (two integers), got {text!r}') from None
-  if height <= 0 or width <= 0:
-    raise ValueError(f'--image_shape: expected positive sizes, got {text!r}')
-  return height, width
+def export_checkpoint(checkpoint, fmt, image_shape, output, *, step=None, dtype='float32'):
+  """Loads a depth net from any model source and writes its export to `output`; returns the byte count.
 
-
-def export_checkpoint(checkpoint, fmt, image_shape, output, config=None):
-  """Loads a depth net from a checkpoint and writes its export to `output`; returns the byte count."""
+  Args:
+    image_shape: (H, W), or None for the checkpoint's training shape.
+  """
   if fmt not in FORMATS:
     raise ValueError(f'--format: expected one of {FORMATS}, got {fmt!r}')
   # Fail before the (slow) export if the output folder cannot be written.
   io_utils.ensure_writable_dir(os.path.dirname(os.path.abspath(os.fspath(output))), '--output')
-  from packnet_jax.eval.runner import load_depth_model  # pylint: disable=import-outside-toplevel
-  loaded = load_depth_model(checkpoint, config=config)
-  fn = inference_fn(loaded.model, loaded.variables)
+  from packnet_jax import api  # pylint: disable=import-outside-toplevel
+  model = api.load_model(checkpoint, dtype=dtype, step=step)
+  if model.depth_net is None:
+    raise ValueError(f'{checkpoint}: checkpoint has no depth_net weights; nothing to export')
+  image_shape = image_shape or model.image_shape
+  if not image_shape:
+    raise ValueError('--image_shape: the checkpoint stores no training image shape; pass --image_shape H,W')
+  fn = inference_fn(model.depth_net, model.variables['depth'])
   data = export_stablehlo(fn, image_shape) if fmt == 'stablehlo' else export_onnx(fn, image_shape)
   io_utils.atomic_write_bytes(output, data)
   return len(data)
@@ -261,30 +263,25 @@ def export_checkpoint(checkpoint, fmt, image_shape, output, config=None):
 def parse_flags(argv):
   """Parses argv (program name first) into a private absl FlagValues."""
   from absl import flags  # pylint: disable=import-outside-toplevel
-  from ml_collections import config_flags  # pylint: disable=import-outside-toplevel
   fv = flags.FlagValues()
-  flags.DEFINE_string('checkpoint', None, '.ckpt file, converted directory or training workdir',
-                      flag_values=fv, required=True)
+  cli.define_checkpoint(fv)
+  cli.define_dtype(fv)
+  cli.define_image_shape(fv)
   flags.DEFINE_enum('format', None, list(FORMATS), 'output format', flag_values=fv, required=True)
-  flags.DEFINE_string('image_shape', None, 'H,W (multiples of 32)', flag_values=fv, required=True)
   flags.DEFINE_string('output', None, 'output file', flag_values=fv, required=True)
-  config_flags.DEFINE_config_file('config', None, 'experiment config (needed for a training workdir)',
-                                  flag_values=fv, lock_config=False, sys_argv=list(argv))
   fv(argv)
   return fv
 
 
-def main(argv=None):
-  from absl import flags  # pylint: disable=import-outside-toplevel
-  try:
-    fv = parse_flags(sys.argv if argv is None else argv)
-    size = export_checkpoint(fv.checkpoint, fv.format, parse_image_shape(fv.image_shape), fv.output,
-                             config=fv.config)
-  except (ValueError, ImportError, flags.Error) as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 2
+def _run(fv):
+  size = export_checkpoint(fv.checkpoint, fv.format, cli.parse_image_shape(fv.image_shape), fv.output,
+                           step=fv.step, dtype=fv.dtype)
   print(f'wrote {fv.output} ({fv.format}, {size} bytes)')
   return 0
+
+
+def main(argv=None):
+  return cli.run_main(parse_flags, _run, argv)
 
 
 if __name__ == '__main__':

@@ -1,8 +1,11 @@
 """Depth inference on an image, a folder of images or a video.
 
-  python -m packnet_jax.infer --checkpoint MODEL(.ckpt|dir) --input PATH --output DIR \
+  python -m packnet_jax.infer --checkpoint MODEL --input PATH --output DIR \
       [--image_shape H,W] [--save png,ply,mp4] [--flip_pp] [--batch_size N] \
-      [--dtype float32|bfloat16] [--intrinsics fx,fy,cx,cy]
+      [--dtype float32|bfloat16] [--intrinsics fx,fy,cx,cy] [--step N]
+
+MODEL is a released `.ckpt`, a converted directory or a training workdir (its
+newest complete checkpoint, or --step).
 
 Images are read as the reference's scripts/infer.py does: RGB, PIL LANCZOS
 resize to `image_shape` (default: the checkpoint's training shape), /255. For
@@ -16,12 +19,15 @@ network resolution). Optional outputs:
 A folder is searched recursively (sorted), outputs mirror its subfolders; video
 frames are named `<video stem>_<frame:06d>`. Every file is written atomically.
 """
-import argparse
 import dataclasses
 import os
 import sys
+import types
 
 import numpy as np
+from absl import flags
+
+from packnet_jax import cli
 
 IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.ppm', '.tif', '.tiff', '.webp')
 VIDEO_EXTS = ('.mp4', '.avi', '.mov', '.mkv', '.webm')
@@ -37,40 +43,40 @@ class Frame:
   image: object  # PIL RGB image at its original size
 
 
-def _numbers(text, cast, count):
+def _numbers(text, cast, count, flag):
   try:
     values = tuple(cast(v) for v in text.replace(' ', ',').split(',') if v)
   except ValueError:
     values = ()
   if len(values) != count:
-    raise argparse.ArgumentTypeError(f'expected {count} comma-separated numbers, got {text!r}')
+    raise ValueError(f'{flag}: expected {count} comma-separated numbers, got {text!r}')
   return values
 
 
-def parse_args(argv=None):
-  parser = argparse.ArgumentParser(prog='python -m packnet_jax.infer',
-                                   description='PackNet-SfM depth inference (JAX).')
-  parser.add_argument('--checkpoint', required=True, help='.ckpt file or converted model directory')
-  parser.add_argument('--input', required=True, help='image, folder of images, or video (mp4/avi/...)')
-  parser.add_argument('--output', required=True, help='output folder')
-  parser.add_argument('--image_shape', type=lambda s: _numbers(s, int, 2), default=None,
-                      help='H,W network input size (default: checkpoint training shape)')
-  parser.add_argument('--save', action='append', default=[],
-                      help=f'extra outputs, comma-separated or repeated: {",".join(SAVE_CHOICES)}')
-  parser.add_argument('--flip_pp', action='store_true', help='flip post-processing')
-  parser.add_argument('--batch_size', type=int, default=1)
-  parser.add_argument('--dtype', choices=('float32', 'bfloat16'), default='float32', help='compute dtype')
-  parser.add_argument('--intrinsics', type=lambda s: _numbers(s, float, 4), default=None,
-                      help='fx,fy,cx,cy of the input images (for --save ply)')
-  parser.add_argument('--quiet', action='store_true', help='no progress bar')
-  args = parser.parse_args(argv)
-  args.save = sorted({s.strip() for item in args.save for s in item.split(',') if s.strip()})
-  for s in args.save:
+def parse_args(argv):
+  """argv (program name first) → a namespace of checked arguments."""
+  fv = flags.FlagValues()
+  cli.define_checkpoint(fv)
+  cli.define_dtype(fv)
+  cli.define_image_shape(fv)
+  flags.DEFINE_string('input', None, 'image, folder of images, or video (mp4/avi/...)', flag_values=fv,
+                      required=True)
+  flags.DEFINE_string('output', None, 'output folder', flag_values=fv, required=True)
+  flags.DEFINE_multi_string('save', [], f'extra outputs, comma-separated or repeated: {",".join(SAVE_CHOICES)}',
+                            flag_values=fv)
+  flags.DEFINE_bool('flip_pp', False, 'flip post-processing', flag_values=fv)
+  flags.DEFINE_integer('batch_size', 1, 'frames per forward pass', lower_bound=1, flag_values=fv)
+  flags.DEFINE_string('intrinsics', None, 'fx,fy,cx,cy of the input images (for --save ply)', flag_values=fv)
+  flags.DEFINE_bool('quiet', False, 'no progress bar', flag_values=fv)
+  fv(argv)
+  save = sorted({s.strip() for item in fv.save for s in item.split(',') if s.strip()})
+  for s in save:
     if s not in SAVE_CHOICES:
-      parser.error(f'--save: expected some of {SAVE_CHOICES}, got {s!r}')
-  if args.batch_size < 1:
-    parser.error(f'--batch_size: expected >= 1, got {args.batch_size}')
-  return args
+      raise ValueError(f'--save: expected some of {SAVE_CHOICES}, got {s!r}')
+  return types.SimpleNamespace(
+      checkpoint=fv.checkpoint, step=fv.step, dtype=fv.dtype, input=fv.input, output=fv.output, save=save,
+      image_shape=cli.parse_image_shape(fv.image_shape), flip_pp=fv.flip_pp, batch_size=fv.batch_size,
+      intrinsics=_numbers(fv.intrinsics, float, 4, '--intrinsics') if fv.intrinsics else None, quiet=fv.quiet)
 
 
 def list_inputs(path):
@@ -191,14 +197,15 @@ class _Outputs:
 def _load_depth_model(args):
   """(model, (H, W)) after checking the model has a depth net and the shape is usable."""
   from packnet_jax import api  # pylint: disable=import-outside-toplevel
-  model = api.load_model(args.checkpoint, dtype=args.dtype)
+  model = api.load_model(args.checkpoint, dtype=args.dtype, step=args.step)
   if model.depth_net is None:
     raise ValueError(f'{args.checkpoint}: checkpoint has no depth_net weights (depth_net: no weights in checkpoint)')
   net_hw = tuple(args.image_shape or model.image_shape or ())
   if len(net_hw) != 2:
     raise ValueError('--image_shape: the checkpoint stores no training image shape; pass --image_shape H,W')
   if net_hw[0] % 32 or net_hw[1] % 32 or min(net_hw) <= 0:
-    raise ValueError(f'--image_shape: H and W must be positive multiples of 32, got {net_hw}')
+    raise ValueError(f'--image_shape: H and W must be positive multiples of 32, got {net_hw} '
+                     '(from the checkpoint)')
   return model, net_hw
 
 
@@ -243,18 +250,21 @@ def run_inference(args):
   return outputs.count
 
 
-def main(argv=None):
-  args = parse_args(argv)
-  try:
-    count = run_inference(args)
-  except ValueError as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 1
+def _run(args):
+  count = run_inference(args)
   print(f'wrote {count} frame(s) to {os.path.abspath(args.output)}')
   return 0
 
 
-run = main  # console script `packnet-infer` (setup.cfg)
+def main(argv=None):
+  """CLI entry point; argv has the program name first (default: sys.argv)."""
+  return cli.run_main(parse_args, _run, argv)
+
+
+def run():
+  """Console script `packnet-infer` (setup.cfg)."""
+  sys.exit(main())
+
 
 if __name__ == '__main__':
   sys.exit(main())

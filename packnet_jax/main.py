@@ -112,6 +112,8 @@ def _parse_flags(argv):
 
 def run():
   """Console-script entry point (packnet-train)."""
+  from packnet_jax.utils import xla_flags  # pylint: disable=import-outside-toplevel
+  xla_flags.apply_cpu_defaults()
   app.run(main, flags_parser=_parse_flags)
 
 

@@ -144,11 +144,14 @@ class TrainIterator:
 
 
 def make_train_iterator(dataset_config, *, batch_size=1, num_devices=None, seed=0, start_step=0, shuffle=True,
-                        process_index=None, process_count=None, deterministic=True):
-  """Resumable training iterator of numpy [D, B, ...] batches."""
+                        process_index=None, process_count=None, deterministic=True, source=None):
+  """Resumable training iterator of numpy [D, B, ...] batches.
+
+  `source`: the split's SampleSource if the caller has built it already (it scans the split).
+  """
   process_index, process_count = pipeline._default_process(process_index, process_count)
   num_devices = pipeline._default_devices(num_devices)
-  source = build_source(dataset_config, 'train', seed)
+  source = source if source is not None else build_source(dataset_config, 'train', seed)
   ds = pipeline.make_train_dataset(source, per_device_batch=batch_size, num_devices=num_devices, seed=seed,
                                    shuffle=shuffle, start_step=start_step, process_index=process_index,
                                    process_count=process_count, deterministic=deterministic)

@@ -1,11 +1,16 @@
 """Depth evaluation over a dataset split: one exact, batched, pmapped pass.
 
+The one evaluation of the project: training validation, the eval CLI and
+`packnet_jax.load_model(...)`-based scripts all call `evaluate`.
+
 For every real sample (the pipeline pads the last batches and marks them with
 `mask`) the depth net runs on the image and on its horizontal flip; the
 reference's four rows are computed per sample (SPEC §5):
 
   depth        raw prediction              depth_gt     raw, GT-median-scaled
   depth_pp     flip post-processed         depth_pp_gt  post-processed, GT-median-scaled
+  median_baseline_gt   a constant depth, GT-median-scaled: what a net that
+                       learned nothing about the scene scores
 
 and averaged over samples exactly as the reference averages over its batches
 (a sample without valid GT pixels adds zeros but counts). Beyond the
@@ -30,9 +35,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from packnet_jax.eval import metrics as metrics_lib
+from packnet_jax.eval import predict as predict_lib
 from packnet_jax.geometry.depth import inv2depth
+from packnet_jax.train import device_layout
 
-ROWS = ('depth', 'depth_pp', 'depth_gt', 'depth_pp_gt')
+ROWS = ('depth', 'depth_pp', 'depth_gt', 'depth_pp_gt', 'median_baseline_gt')
 DEFAULT_BINS = ((0.0, 10.0), (10.0, 20.0), (20.0, 40.0), (40.0, 80.0))
 OVERALL = 'overall'
 
@@ -49,14 +56,12 @@ class MetricParams:
 
   @classmethod
   def from_config(cls, config, bins=None):
-    """From an ml_collections config (`model.params`, `eval.post_process`, `eval.distance_bins`)."""
+    """From an experiment config (`model.params`, `eval.post_process`, `eval.distance_bins`)."""
     params = config.model.params
-    ev = config.get('eval', {}) or {}
-    if bins is None:
-      bins = ev.get('distance_bins', None) or DEFAULT_BINS
+    bins = bins or config.eval.distance_bins or DEFAULT_BINS
     return cls(crop=params.crop, min_depth=float(params.min_depth), max_depth=float(params.max_depth),
                scale_output=params.scale_output, bins=parse_bins(bins),
-               post_process=bool(ev.get('post_process', True)))
+               post_process=bool(config.eval.post_process))
 
 
 def parse_bins(bins):
@@ -114,6 +119,8 @@ def sample_metrics(gt, inv_depth, inv_depth_flipped, params):
       for lo, hi in params.bins:
         bins[(row, bin_name(lo, hi))] = metrics_lib.depth_metrics_per_sample(
             gt, pred, use_gt_scale=use_gt_scale, bin_min=lo, bin_max=hi, **common)[:2]
+  rows['median_baseline_gt'] = metrics_lib.depth_metrics_per_sample(
+      gt, jnp.ones_like(preds['depth']), use_gt_scale=True, **common)[0]
   return rows, bins, ratio, valid
 
 
@@ -175,23 +182,14 @@ class Accumulator:
 # The evaluation loop.
 
 
-def make_predict_fn(model, post_process=True):
+def make_predict_fn(net, post_process=True):
   """pmapped (variables, rgb [D,B,H,W,3]) → (inv_depth, inv_depth of the flipped image), float32."""
   def predict(variables, rgb):
-    inv = jnp.asarray(model.apply(variables, rgb, train=False), jnp.float32)
     if not post_process:
+      inv = predict_lib.inv_depth(net, variables, rgb)
       return inv, inv
-    inv_flipped = jnp.asarray(model.apply(variables, rgb[:, :, ::-1], train=False), jnp.float32)
-    return inv, inv_flipped
-  return jax.pmap(predict, axis_name='batch')
-
-
-def replicate(tree, devices):
-  """Copies every leaf onto each device once, as a [D, ...] array sharded along its first axis."""
-  sharding = jax.sharding.NamedSharding(jax.sharding.Mesh(np.asarray(devices), ('d',)),
-                                        jax.sharding.PartitionSpec('d'))
-  return jax.tree_util.tree_map(
-      lambda x: jax.device_put(np.broadcast_to(np.asarray(x), (len(devices),) + np.shape(x)), sharding), tree)
+    return predict_lib.inv_depth_and_flipped(net, variables, rgb)
+  return jax.pmap(predict, axis_name=device_layout.AXIS_NAME)
 
 
 def camera_of(filename, cameras):
@@ -226,49 +224,49 @@ def _batch_metrics(acc, batch, inv, inv_flipped, params, cameras):
             ratio[:k], valid[:k], [camera_of(names[i], cameras) for i in idx])
 
 
-def evaluate(model, variables, batches, params, *, cameras=(), num_batches=None, progress=True,
-             keep_predictions=False):
+def evaluate(net, variables, batches, params, *, cameras=(), num_batches=None, max_batches=0,
+             progress=True, on_batch=None):
   """Runs the depth net over an iterable of pipeline batches and returns the results dict.
 
   Args:
-    model: Flax depth net (eval mode returns [B,H,W,1] inverse depth).
-    variables: its variables.
-    batches: iterable of numpy dicts shaped [D, B, ...] with 'rgb', 'depth', and optionally
-      'mask' (False = padding), 'depth_hw' (true GT size), 'filename'.
+    net: Flax depth net (eval mode returns [B,H,W,1] inverse depth).
+    variables: its variables (host or device arrays).
+    batches: iterable of numpy dicts shaped [D, B, ...] (D = local devices) with 'rgb', 'depth',
+      and optionally 'mask' (False = padding), 'depth_hw' (true GT size), 'filename'.
     params: MetricParams.
     cameras: camera names for per-camera results (DDAD).
     num_batches: total for the progress bar.
-    keep_predictions: also return the real samples' (inv_depth, inv_depth_flipped) in order.
+    max_batches: stop after this many batches (0 = all).
+    on_batch: optional fn(batch, inv_depth [D,B,h,w,1] numpy) called after every batch
+      (training logs depth images with it).
 
   Returns:
-    results dict (see `Accumulator.results`), and the predictions list if keep_predictions.
+    results dict (see `Accumulator.results`).
   """
-  predict = None
+  predict = make_predict_fn(net, params.post_process)
+  replicated = None
   acc = Accumulator(params)
-  kept = []
   bar = _progress(num_batches, progress)
-  for batch in batches:
+  for i, batch in enumerate(batches):
+    if max_batches and i >= max_batches:
+      break
     if 'depth' not in batch:
       raise ValueError('batch: no "depth" key; evaluation needs a split with ground-truth depth '
                        '(set datasets.<split>.depth_type)')
-    num_devices = batch['rgb'].shape[0]
-    if predict is None:
-      devices = jax.local_devices()[:num_devices]
-      if len(devices) != num_devices:
-        raise ValueError(f'batch: leading axis {num_devices} exceeds the {len(devices)} local devices')
-      predict = make_predict_fn(model, params.post_process)
-      replicated = replicate(variables, devices)
+    if batch['rgb'].shape[0] != jax.local_device_count():
+      raise ValueError(f'batch: leading axis {batch["rgb"].shape[0]} is not the '
+                       f'{jax.local_device_count()} local devices')
+    if replicated is None:
+      replicated = device_layout.replicate(variables)
     inv, inv_flipped = jax.device_get(predict(replicated, batch['rgb']))
     _batch_metrics(acc, batch, inv, inv_flipped, params, cameras)
-    if keep_predictions:
-      mask = np.asarray(batch.get('mask', np.ones(inv.shape[:2], bool))).reshape(-1).astype(bool)
-      kept.extend(zip(inv.reshape((-1,) + inv.shape[2:])[mask], inv_flipped.reshape((-1,) + inv.shape[2:])[mask]))
+    if on_batch is not None:
+      on_batch(batch, inv)
     if bar is not None:
       bar.update(1)
   if bar is not None:
     bar.close()
-  results = _gather_hosts(acc).results()
-  return (results, kept) if keep_predictions else results
+  return _gather_hosts(acc).results()
 
 
 def _progress(total, enabled):
@@ -304,116 +302,3 @@ def _gather_hosts(acc):
     merged.valid.extend(part['valid'])
     merged.group.extend(part['group'])
   return merged
-
-
-# ----------------------------------------------------------------------------
-# Loading.
-
-
-@dataclasses.dataclass
-class DepthModel:
-  """A depth net ready for `evaluate`: module, variables, and where they came from."""
-  model: object
-  variables: dict
-  source: str
-  model_config: dict = dataclasses.field(default_factory=dict)
-
-
-def load_depth_model(checkpoint, config=None, dtype='float32'):
-  """Loads the depth net of a `.ckpt` file, a converted directory or a training workdir.
-
-  Args:
-    checkpoint: path. A training workdir (orbax checkpoints, latest step) needs `config`
-      (an ml_collections config naming the depth net).
-    config: experiment config or None.
-    dtype: compute dtype name ('float32' | 'bfloat16').
-  """
-  path = os.fspath(checkpoint)
-  if os.path.isfile(path) or os.path.isfile(os.path.join(path, 'model_config.json')):
-    from packnet_jax import api  # pylint: disable=import-outside-toplevel
-    loaded = api.load_model(path, dtype=dtype)
-    if loaded.depth_net is None:
-      raise ValueError(f'{path}: checkpoint has no depth_net weights; nothing to evaluate')
-    return DepthModel(loaded.depth_net, loaded.variables['depth'], path, loaded.config)
-  if not os.path.isdir(path):
-    raise ValueError(f'--checkpoint: {path} not found (expected a .ckpt file, a converted directory or a '
-                     'training workdir)')
-  if config is None:
-    raise ValueError(f'--config: required to evaluate the training workdir {path}')
-  from packnet_jax.models import registry  # pylint: disable=import-outside-toplevel
-  net = config.model.depth_net
-  model = registry.build_depth_net(net.name, net.version or None, dtype=jnp.dtype(dtype))
-  variables, step = restore_workdir_depth_variables(path)
-  return DepthModel(model, variables, f'{path} (step {step})')
-
-
-def restore_workdir_depth_variables(workdir):
-  """{'params', 'batch_stats'?} of the depth net in a training workdir's latest checkpoint, and its step."""
-  import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
-  from packnet_jax.train import checkpointing  # pylint: disable=import-outside-toplevel
-  folder = os.path.join(os.path.abspath(workdir), checkpointing.CHECKPOINT_DIR)
-  if not os.path.isdir(folder):
-    raise ValueError(f'--checkpoint: {workdir} is neither a converted model directory nor a training workdir '
-                     f'(no {checkpointing.CHECKPOINT_DIR}/ folder)')
-  manager = checkpointing.create_manager(workdir, async_save=False)
-  step = checkpointing.latest_step(manager)
-  if step is None:
-    raise ValueError(f'--checkpoint: {folder} holds no complete checkpoint')
-  tree = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))['state']
-  params = tree.get('params') or {}
-  if 'depth_net' not in params:
-    raise ValueError(f'{folder}/{step}: no params/depth_net in the checkpoint (keys: {sorted(params)})')
-  variables = {'params': params['depth_net']}
-  stats = (tree.get('batch_stats') or {}).get('depth_net')
-  if stats:
-    variables['batch_stats'] = stats
-  return variables, int(step)
-
-
-def dataset_config(config, split):
-  """The data pipeline's flat config of one split: datasets.augmentation merged with datasets.<split>."""
-  if split not in config.datasets:
-    raise ValueError(f'--split: expected one of train/validation/test, got {split!r}')
-  merged = dict(config.datasets.augmentation.to_dict())
-  merged.update(config.datasets[split].to_dict())
-  return merged
-
-
-# ----------------------------------------------------------------------------
-# Output.
-
-
-def format_table(results, title=''):
-  """Text table of the four rows (and bins) of every group; numbers as in the JSON (4 decimals)."""
-  groups = [(OVERALL, results)] + sorted((results.get('cameras') or {}).items())
-  if len(groups) == 2 and groups[1][1]['num_samples'] == results['num_samples']:
-    groups = groups[:1]  # A single camera adds nothing to the overall numbers.
-  header = f'{"row":<26}' + ''.join(f'{m:>10}' for m in metrics_lib.METRIC_NAMES) + f'{"samples":>9}'
-  lines = []
-  for name, res in groups:
-    lines.append(f'== {title + " " if title else ""}{name}: {res["num_samples"]} samples, median GT/pred '
-                 f'scale ratio {res["median_scale_ratio"]:.4f} ==')
-    lines.append(header)
-    lines.append('-' * len(header))
-    for row in ROWS:
-      if row in res:
-        lines.append(_table_line(row, res[row], res['num_samples']))
-    for bname, rows in res.get('bins', {}).items():
-      for row in ROWS:
-        if row in rows:
-          lines.append(_table_line(f'{row} [{bname} m]', rows[row], rows[row]['num_samples']))
-  return '\n'.join(lines)
-
-
-def _table_line(label, values, count):
-  cells = ''.join(f'{values[m]:>10.4f}' if not math.isnan(values[m]) else f'{"-":>10}'
-                  for m in metrics_lib.METRIC_NAMES)
-  return f'{label:<26}{cells}{count:>9d}'
-
-
-def write_json(path, results):
-  """Writes the results as JSON atomically."""
-  import json  # pylint: disable=import-outside-toplevel
-  from packnet_jax.utils import io as io_utils  # pylint: disable=import-outside-toplevel
-  text = json.dumps(results, indent=2, sort_keys=True, allow_nan=True)
-  io_utils.atomic_write_text(os.fspath(path), text + '\n')

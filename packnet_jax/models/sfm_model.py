@@ -115,10 +115,6 @@ class LossOptions:
     return cls(model=model, **{k: v for k, v in dict(loss).items() if k in names})
 
   @property
-  def needs_depth(self):
-    return self.model == 'SemiSupModel'
-
-  @property
   def needs_pose_gt(self):
     return self.model == 'VelSupModel'
 

@@ -10,7 +10,6 @@ configured networks; a mismatch fails with the checkpoint path and key.
 """
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import logging
 from flax import traverse_util
@@ -19,9 +18,6 @@ from packnet_jax.models import registry
 from packnet_jax.models import sfm_model
 from packnet_jax.train import imagenet_init
 
-DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16, 'float16': jnp.float16}
-# converted-model kinds → SfmModel submodule names.
-NETS = {'depth': 'depth_net', 'pose': 'pose_net'}
 
 
 def loss_options(config):
@@ -36,7 +32,7 @@ def num_contexts(config):
 
 def build_model(config):
   """SfmModel with the configured depth and pose networks."""
-  dtype = DTYPES[config.compute_dtype]
+  dtype = registry.dtype(config.compute_dtype)
   depth = config.model.depth_net
   if not depth.name:
     raise ValueError("config key 'model.depth_net.name': expected a depth network name, got ''")
@@ -102,14 +98,14 @@ def load_pretrained(variables, config):
   sources = []
   if config.model.checkpoint_path:
     sources.append((config.model.checkpoint_path, ('depth', 'pose')))
-  for kind, net in NETS.items():
+  for kind, net in registry.NETWORKS.items():
     path = config.model[net].checkpoint_path
     if path:
       sources.append((path, (kind,)))
   for path, kinds in sources:
     weights = _read_weights(path)
     for kind in kinds:
-      net = NETS[kind]
+      net = registry.NETWORKS[kind]
       if net not in variables['params']:
         continue
       if kind not in weights:

@@ -24,19 +24,25 @@ from clu import periodic_actions
 from packnet_jax import config_utils
 from packnet_jax.data import config as data_config
 from packnet_jax.data import pipeline
+from packnet_jax.eval import predict as predict_lib
+from packnet_jax.eval import report
+from packnet_jax.eval import runner
 from packnet_jax.train import checkpointing
 from packnet_jax.train import continue_from_ckpt
 from packnet_jax.train import logging as train_logging
 from packnet_jax.train import model_init
 from packnet_jax.train import optim
 from packnet_jax.train import train_step as train_step_lib
-from packnet_jax.train import validation
+from packnet_jax.train import workdir as workdir_lib
+from packnet_jax.train.device_layout import DeviceLayout
 from packnet_jax.train.train_state import TrainState
 from packnet_jax.train.train_state import step_rng
 from packnet_jax.utils import io as io_utils
 
 
 HISTORY_STEPS = 1000
+# Per-step values that are not losses (never reported as non-finite loss terms).
+_BOOKKEEPING = ('grads_finite', 'flip', 'bad_streak', 'skipped_steps')
 
 
 class NonFiniteLossError(RuntimeError):
@@ -51,61 +57,27 @@ class TrainResult:
   history: list              # metrics of the last HISTORY_STEPS steps run by this call
 
 
-def dataset_config(config, split):
-  """The data pipeline's config for one split: the split node + augmentation keys."""
-  cfg = dict(config.datasets[split].to_dict())
-  cfg.update(config.datasets.augmentation.to_dict())
-  cfg['with_pose'] = split == 'train' and model_init.loss_options(config).needs_pose_gt
-  if split != 'train':
-    cfg['back_context'] = cfg['forward_context'] = 0
-  return cfg
-
-
-def _num_devices():
-  return jax.local_device_count()
-
-
-def _use_pmap():
-  return jax.device_count() > 1
-
-
-def _unreplicate(tree):
-  return jax.tree_util.tree_map(lambda x: np.asarray(jax.device_get(x[0])), tree)
-
-
-def _host(state, replicated):
-  return _unreplicate(state) if replicated else jax.device_get(state)
-
-
-def _eval_variables(state, replicated):
-  """Variables of device 0 for single-device evaluation."""
-  params = _unreplicate(state.params) if replicated else state.params
-  stats = _unreplicate(state.batch_stats) if replicated else state.batch_stats
-  return {'params': params, 'batch_stats': stats} if stats else {'params': params}
-
-
 def _nonfinite_terms(metrics):
   terms = [k for k, v in metrics.items()
-           if k not in ('grads_finite', 'flip', 'grad_norm') and not np.isfinite(v)]
+           if k not in _BOOKKEEPING and not k.startswith('grad_norm') and not np.isfinite(v)]
   if metrics.get('grads_finite', 1.0) < 1.0:
     terms.append('gradients')
   return terms
 
 
-def _steps_per_epoch(config, train_cfg):
+def _steps_per_epoch(config, num_samples):
   if config.arch.steps_per_epoch > 0:
     return int(config.arch.steps_per_epoch)
-  num_samples = len(data_config.build_source(train_cfg, 'train', seed=config.arch.seed))
   steps = pipeline.train_steps_per_epoch(num_samples, config.datasets.train.batch_size,
-                                         _num_devices(), jax.process_count())
+                                         jax.local_device_count(), jax.process_count())
   if steps < 1:
     raise ValueError(f'datasets.train: {num_samples} samples cannot fill one global batch of '
-                     f'{jax.process_count()}x{_num_devices()}x{config.datasets.train.batch_size}')
+                     f'{jax.process_count()}x{jax.local_device_count()}x{config.datasets.train.batch_size}')
   return steps
 
 
 def create_train_state(config, model, steps_per_epoch):
-  """Fresh TrainState (random init + released weights) and the lr schedules."""
+  """Fresh TrainState (random init + released weights) on the host, and the lr schedules."""
   rng = jax.random.PRNGKey(config.arch.seed)
   init_rng, state_rng = jax.random.split(rng)
   image_shape = tuple(config.datasets.augmentation.image_shape)
@@ -123,43 +95,110 @@ def create_train_state(config, model, steps_per_epoch):
   return jax.device_get(state), schedules
 
 
-def _compile_step(config, model, steps_per_epoch, total_steps):
+def _compile_step(config, model, layout, steps_per_epoch, total_steps):
   step_fn = train_step_lib.make_train_step(
       model, model_init.loss_options(config), flip_lr_prob=config.model.loss.flip_lr_prob,
-      axis_name=train_step_lib.AXIS_NAME if _use_pmap() else None,
+      axis_name=train_step_lib.AXIS_NAME if layout.replicated else None,
       inject_nonfinite_steps=tuple(config.train.inject_nonfinite_steps),
       progress_fn=lambda step: (step // steps_per_epoch) / max(1, total_steps // steps_per_epoch))
-  if _use_pmap():
+  if layout.replicated:
     return train_step_lib.pmap_train_step(step_fn)
   return train_step_lib.jit_train_step(step_fn)
 
 
-def _device_batch(batch, replicated):
-  inputs = train_step_lib.model_inputs(batch)   # [D, B, ...]
-  if replicated:
-    return inputs
-  return {k: v.reshape((-1,) + v.shape[2:]) for k, v in inputs.items()}
+def depth_variables(params, batch_stats):
+  """The depth net's own variables out of the SfmModel's (host or device trees)."""
+  variables = {'params': params['depth_net']}
+  if batch_stats and batch_stats.get('depth_net'):
+    variables['batch_stats'] = batch_stats['depth_net']
+  return variables
 
 
-def _run_eval(config, predict_fn, state, replicated, writer, step):
-  cfg = dataset_config(config, 'validation')
-  batches = data_config.make_eval_iterator(cfg, 'validation', batch_size=config.datasets.validation.batch_size,
-                                           num_devices=1)
-  params = config.model.params
-  results, last = validation.evaluate(
-      predict_fn, _eval_variables(state, replicated), batches, min_depth=params.min_depth,
-      max_depth=params.max_depth, crop=params.crop, scale_output=params.scale_output,
-      max_batches=config.eval.max_batches)
-  writer.write_scalars(step, {f'val/{k}': v for k, v in results.items()})
-  if last is not None and config.datasets.validation.num_logs > 0:
-    train_logging.write_depth_images(writer, step, last[0], last[1], name='val/depth',
+def run_validation(config, model, host_state, writer, step, workdir):
+  """The project's one evaluation (`eval.runner`) on the validation split; logs and returns it.
+
+  Writes `<workdir>/validation.json` (the results and their step), which
+  `python -m packnet_jax.eval --checkpoint <workdir> --split validation` reproduces.
+  """
+  cfg = config_utils.dataset_config(config, 'validation')
+  batches = data_config.make_eval_iterator(cfg, 'validation',
+                                           batch_size=config.datasets.validation.batch_size)
+  last = []
+
+  def keep_last(batch, inv):
+    last[:] = [(batch['rgb'], inv)]
+
+  results = runner.evaluate(
+      model.depth_net, depth_variables(host_state.params, host_state.batch_stats), batches,
+      runner.MetricParams.from_config(config), max_batches=config.eval.max_batches, progress=False,
+      on_batch=keep_last)
+  writer.write_scalars(step, {f'val/{k}': v for k, v in report.scalars(results).items()})
+  if last and config.datasets.validation.num_logs > 0:
+    rgb, inv = last[0]
+    train_logging.write_depth_images(writer, step, _flat(rgb), _flat(inv), name='val/depth',
                                      max_images=config.datasets.validation.num_logs)
-  logging.info('validation at step %d: %s', step, validation.summary_line(results))
+  if jax.process_index() == 0:
+    report.write_json(os.path.join(workdir, workdir_lib.VALIDATION_FILE), dict(results, step=step))
+  logging.info('validation at step %d: %s', step, report.summary_line(results))
   return results
+
+
+def _flat(x):
+  x = np.asarray(x)
+  return x.reshape((-1,) + x.shape[2:])
+
+
+def _log_depth_images(model, host_state, batch, writer, step):
+  """Inverse depth of the current training batch next to its images (TensorBoard)."""
+  rgb = _flat(batch['rgb'])
+  inv = _predict_inv_depth(model.depth_net, depth_variables(host_state.params, host_state.batch_stats),
+                           jnp.asarray(rgb, jnp.float32))
+  train_logging.write_depth_images(writer, step, rgb, np.asarray(inv), name='train/depth')
+
+
+_predict_inv_depth = jax.jit(predict_lib.inv_depth, static_argnums=(0,))
 
 
 def _should(every, step):
   return every > 0 and step % every == 0
+
+
+class _StepReader:
+  """Reads each step's metrics on the host, one step late, and enforces the non-finite stop.
+
+  Everything it reads comes from the step's *outputs* (metrics): the state that
+  went into a step is donated to it and must never be read afterwards.
+  """
+
+  def __init__(self, layout, max_consecutive_nonfinite, manager):
+    self.layout, self.limit, self.manager = layout, max_consecutive_nonfinite, manager
+    self.pending = None   # (step, device metrics) of the newest step not read yet
+    self.history = collections.deque(maxlen=HISTORY_STEPS)
+
+  def push(self, step, metrics):
+    """Queues `step`; reads the previous one, which has finished or will shortly."""
+    previous, self.pending = self.pending, (step, metrics)
+    if previous is not None:
+      self._read(*previous)
+
+  def flush(self):
+    """Reads the pending step (a host sync); returns its metrics or None."""
+    previous, self.pending = self.pending, None
+    return self._read(*previous) if previous is not None else None
+
+  def _read(self, step, metrics):
+    metrics = {k: float(v) for k, v in self.layout.host(metrics).items()}
+    self.history.append(metrics)
+    streak = int(metrics['bad_streak'])
+    if streak:
+      terms = _nonfinite_terms(metrics)
+      logging.warning('step %d: non-finite %s; update skipped (%d in a row)', step, ', '.join(terms), streak)
+      if streak >= self.limit:
+        self.manager.wait_until_finished()
+        raise NonFiniteLossError(
+            f'step {step}: stopping after {streak} consecutive non-finite steps '
+            f'(non-finite: {", ".join(terms)}); last good checkpoint: step {self.manager.latest_step()}')
+    return metrics
 
 
 def train_and_evaluate(config, workdir):
@@ -169,11 +208,11 @@ def train_and_evaluate(config, workdir):
     TrainResult.
   """
   config_utils.validate_config(config)
-  workdir = os.fspath(workdir)
-  workdir = io_utils.ensure_writable_dir(workdir, '--workdir')
-  replicated = _use_pmap()
-  train_cfg = dataset_config(config, 'train')
-  steps_per_epoch = _steps_per_epoch(config, train_cfg)
+  workdir = io_utils.ensure_writable_dir(os.fspath(workdir), '--workdir')
+  layout = DeviceLayout.for_run()
+  train_cfg = config_utils.dataset_config(config, 'train')
+  source = data_config.build_source(train_cfg, 'train', seed=config.arch.seed)  # scanned once
+  steps_per_epoch = _steps_per_epoch(config, len(source))
   total_steps = int(config.arch.max_steps or config.arch.max_epochs * steps_per_epoch)
 
   model = model_init.build_model(config)
@@ -187,89 +226,70 @@ def train_and_evaluate(config, workdir):
   meta = {'name': config.name, 'steps_per_epoch': steps_per_epoch}
 
   train_iter = data_config.make_train_iterator(
-      train_cfg, batch_size=config.datasets.train.batch_size, num_devices=_num_devices(),
-      seed=config.arch.seed, start_step=start_step)
+      train_cfg, batch_size=config.datasets.train.batch_size, seed=config.arch.seed,
+      start_step=start_step, shuffle=config.datasets.train.shuffle, source=source)
   # Read the first batch before writing anything: bad data fails with nothing written.
   first_batch = next(train_iter) if start_step < total_steps else None
+  workdir_lib.write_config(workdir, config)
   writer = train_logging.create_writer(workdir)
-  p_step = _compile_step(config, model, steps_per_epoch, total_steps)
-  predict_fn = validation.make_predict_fn(model)
+  p_step = _compile_step(config, model, layout, steps_per_epoch, total_steps)
   global_batch = config.datasets.train.batch_size * jax.device_count()
   base_rng = jnp.asarray(state.rng)
-  state = train_step_lib.replicate(state) if replicated else train_step_lib.to_device(state)
+  host_state = state                    # the newest state the host holds a copy of
+  state = layout.put(state)
 
-  report = periodic_actions.ReportProgress(num_train_steps=total_steps, writer=writer,
-                                           every_steps=config.logging.progress_every_steps or None)
+  report_progress = periodic_actions.ReportProgress(
+      num_train_steps=total_steps, writer=writer, every_steps=config.logging.progress_every_steps or None)
   eval_every = config.eval.every_steps if config.eval.every_steps != 0 else steps_per_epoch
   if not config.datasets.validation.path:
     eval_every = -1  # nothing to validate on
-  # Recent per-step metrics (bounded: constant memory however long the run).
-  eval_results, history = {}, collections.deque(maxlen=HISTORY_STEPS)
+  eval_results = {}
   if config.arch.validate_first and start_step == 0 and eval_every > 0:
-    eval_results = _run_eval(config, predict_fn, state, replicated, writer, 0)
+    eval_results = run_validation(config, model, host_state, writer, 0, workdir)
+  reader = _StepReader(layout, config.train.max_consecutive_nonfinite, manager)
   t_log, n_log = time.time(), 0
   logging.info('training %s: steps %d → %d (%d per epoch), global batch %d on %d device(s)',
                config.name or 'model', start_step, total_steps, steps_per_epoch, global_batch,
                jax.device_count())
-  pending = None   # the last dispatched step whose metrics the host has not read yet
-
-  def read_step(pending):
-    """Host metrics of a finished step; stops the run after too many non-finite steps."""
-    step, metrics, bad_streak = pending
-    metrics = jax.device_get(jax.tree_util.tree_map(lambda x: x[0], metrics) if replicated else metrics)
-    metrics = {k: float(v) for k, v in metrics.items()}
-    history.append(metrics)
-    bad_streak = int(np.asarray(jax.device_get(bad_streak)).reshape(-1)[0])
-    if bad_streak:
-      terms = _nonfinite_terms(metrics)
-      logging.warning('step %d: non-finite %s; update skipped (%d in a row)', step, ', '.join(terms),
-                      bad_streak)
-      if bad_streak >= config.train.max_consecutive_nonfinite:
-        manager.wait_until_finished()
-        raise NonFiniteLossError(
-            f'step {step}: stopping after {bad_streak} consecutive non-finite steps '
-            f'(non-finite: {", ".join(terms)}); last good checkpoint: step {manager.latest_step()}')
-    return metrics
 
   for step in range(start_step, total_steps):
     batch = first_batch if step == start_step else next(train_iter)
-    state, metrics = p_step(state, _device_batch(batch, replicated), step_rng(base_rng, step))
+    state, metrics = p_step(state, layout.shard(train_step_lib.model_inputs(batch)), step_rng(base_rng, step))
     # Read the previous step's metrics only now, with this step already queued on the device:
     # a host sync right after each dispatch would leave the accelerator idle between steps.
-    # Skipped (non-finite) steps never change the state, so checking one step late is safe.
-    if pending is not None:
-      read_step(pending)
-    pending = (step, metrics, state.bad_streak)
+    reader.push(step, metrics)
     done = step + 1
-    report(done)
+    report_progress(done)
     n_log += 1
     if _should(config.logging.log_every_steps, done) or done == total_steps:
-      metrics, pending = read_step(pending), None
+      metrics = reader.flush()
       elapsed = max(time.time() - t_log, 1e-9)
-      opt_steps = done - int(np.asarray(jax.device_get(state.skipped_steps)).reshape(-1)[0])
+      opt_steps = done - int(metrics['skipped_steps'])
       scalars = dict(metrics, lr_depth=float(schedules['depth'](opt_steps)),
                      lr_pose=float(schedules['pose'](opt_steps)), epoch=done / steps_per_epoch,
                      steps_per_sec=n_log / elapsed, images_per_sec=n_log * global_batch / elapsed)
       writer.write_scalars(done, {f'train/{k}': v for k, v in scalars.items()})
       t_log, n_log = time.time(), 0
-    if _should(config.logging.image_every_steps, done):
-      rgb = _device_batch(batch, False)['rgb']
-      inv, _ = predict_fn(_eval_variables(state, replicated), jnp.asarray(rgb))
-      train_logging.write_depth_images(writer, done, rgb, np.asarray(inv), name='train/depth')
-    if eval_every > 0 and done % eval_every == 0 and done != total_steps:
-      eval_results = _run_eval(config, predict_fn, state, replicated, writer, done)
+    # Everything below works on a host copy taken now, before the next step donates `state`.
     epoch_end = done % steps_per_epoch == 0 and _should(config.checkpoint.every_epochs,
                                                         done // steps_per_epoch)
-    if _should(config.checkpoint.every_steps, done) or epoch_end:
-      checkpointing.save(manager, _host(state, replicated), dict(meta, epoch=done // steps_per_epoch))
-  if pending is not None:
-    read_step(pending)
-  host_state = _host(state, replicated)
+    wants_images = _should(config.logging.image_every_steps, done)
+    wants_eval = eval_every > 0 and done % eval_every == 0 and done != total_steps
+    wants_save = _should(config.checkpoint.every_steps, done) or epoch_end
+    if wants_images or wants_eval or wants_save:
+      host_state = layout.host(state)
+    if wants_images:
+      _log_depth_images(model, host_state, batch, writer, done)
+    if wants_eval:
+      eval_results = run_validation(config, model, host_state, writer, done, workdir)
+    if wants_save:
+      checkpointing.save(manager, host_state, dict(meta, epoch=done // steps_per_epoch))
+  reader.flush()
+  host_state = layout.host(state)
   checkpointing.save(manager, host_state, dict(meta, epoch=int(host_state.step) // steps_per_epoch))
   manager.wait_until_finished()
   if eval_every >= 0:
-    eval_results = _run_eval(config, predict_fn, state, replicated, writer, total_steps)
-    print(f'final evaluation (step {total_steps}): {validation.summary_line(eval_results)}', flush=True)
+    eval_results = run_validation(config, model, host_state, writer, total_steps, workdir)
+    print(f'final evaluation (step {total_steps}): {report.summary_line(eval_results)}', flush=True)
   writer.flush()
-  return TrainResult(state=host_state, eval_metrics=eval_results, history=list(history))
-
+  return TrainResult(state=host_state, eval_metrics=eval_results, history=list(reader.history))

@@ -15,6 +15,9 @@
 4. If the loss or any gradient is not finite, the update is skipped: params,
    batch_stats and opt_state stay as they were, `skipped_steps` and
    `bad_streak` count it. `step` always advances (it is the data position).
+5. The metrics carry everything the host loop reads after the step
+   (`bad_streak`, `skipped_steps`, gradient norms): the input state is donated,
+   so the loop must never read it once the next step has been dispatched.
 """
 import jax
 import jax.numpy as jnp
@@ -22,8 +25,7 @@ import numpy as np
 import optax
 
 from packnet_jax.models import sfm_model
-
-AXIS_NAME = 'batch'
+from packnet_jax.train.device_layout import AXIS_NAME
 # Batch entries the step reads (strings such as file names stay on the host).
 INPUT_KEYS = ('rgb', 'rgb_context', 'rgb_original', 'rgb_context_original', 'intrinsics',
               'depth', 'pose_context')
@@ -109,8 +111,13 @@ def make_train_step(model, loss_options, *, flip_lr_prob=0.5, axis_name=None,
         skipped_steps=state.skipped_steps + jnp.where(finite, 0, 1).astype(jnp.int32),
         bad_streak=jnp.where(finite, 0, state.bad_streak + 1).astype(jnp.int32))
     metrics['grad_norm'] = optax.global_norm(grads)
+    for net, norm_name in (('depth_net', 'grad_norm_depth'), ('pose_net', 'grad_norm_pose')):
+      if net in grads:
+        metrics[norm_name] = optax.global_norm(grads[net])
     metrics['grads_finite'] = _all_finite(grads).astype(jnp.float32)
     metrics['flip'] = flip.astype(jnp.float32)
+    metrics['bad_streak'] = new_state.bad_streak
+    metrics['skipped_steps'] = new_state.skipped_steps
     return new_state, metrics
 
   return train_step
@@ -125,26 +132,3 @@ def pmap_train_step(train_step):
   """Data-parallel version over local devices: state and batch carry a leading
   device axis; the rng is broadcast (same flip draw on every device)."""
   return jax.pmap(train_step, axis_name=AXIS_NAME, in_axes=(0, 0, None), donate_argnums=(0,))
-
-
-def replicate(tree):
-  """Host pytree → one copy per local device, laid out exactly like the pmapped
-  step's outputs (same mesh axis), so the step compiles once, not twice."""
-  n = jax.local_device_count()
-  stacked = jax.tree_util.tree_map(lambda x: np.stack([np.asarray(x)] * n), tree)
-  return jax.pmap(lambda x: x, axis_name=AXIS_NAME)(stacked)
-
-
-def to_device(tree):
-  """Host pytree → committed arrays on the first local device (as jit outputs are)."""
-  return jax.device_put(tree, jax.local_devices()[0])
-
-
-def shard_batch(batch, num_devices):
-  """[B, …] → [num_devices, B / num_devices, …] for pmap."""
-  def reshape(x):
-    if x.shape[0] % num_devices:
-      raise ValueError(f'batch: size {x.shape[0]} is not divisible by {num_devices} devices')
-    return x.reshape((num_devices, x.shape[0] // num_devices) + x.shape[1:])
-  return jax.tree_util.tree_map(reshape, batch)
-
