@@ -1,21 +1,22 @@
 """Demo: self-supervised DepthResNet18 + PoseNet on the built-in synthetic street.
 
   python tools/make_synthetic_kitti.py --output /tmp/kitti_synth && \
-  python -m packnet_jax.main --config=configs/demo.py --workdir=/tmp/packnet_demo
+  python -m packnet_jax.main --config=configs/demo.py:/tmp/kitti_synth --workdir=/tmp/packnet_demo
+
+The text after `:` is the data folder (default /tmp/kitti_synth).
 
 A few minutes on 2 CPU cores: 64×192 images, batch 4, no colour jitter, Adam
 2e-4 (the reference's rate) without decay, 80 steps. Evaluates on the
 synthetic validation frames (dense GT) at the end and prints median-scaled
 AbsRel next to the constant-depth baseline (median GT depth everywhere).
-Another data folder: --config.datasets.train.path=... (and validation.path).
 """
 from configs import default
 
 DATA = '/tmp/kitti_synth'
 
 
-def get_config():
-  """Synthetic-scene demo."""
+def get_config(data=DATA):
+  """Synthetic-scene demo on the tree written by tools/make_synthetic_kitti.py into `data`."""
   config = default.get_config()
   config.name = 'demo_synthetic'
   config.model.depth_net.name = 'DepthResNet'
@@ -30,7 +31,7 @@ def get_config():
   for split, name in ((config.datasets.train, 'train'), (config.datasets.validation, 'val'),
                       (config.datasets.test, 'test')):
     split.dataset = 'KITTI'
-    split.path = DATA
+    split.path = data or DATA
     split.split = f'splits/{name}.txt'
   config.datasets.validation.depth_type = 'groundtruth'
   config.datasets.test.depth_type = 'groundtruth'
