@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import load_npz, nchw_to_nhwc
+import noise
 from packnet_jax import geometry as geo
 
 ATOL = 1e-6
@@ -23,15 +24,22 @@ def cam_fx():
   return load_npz('geom_camera.npz')
 
 
-def test_pose_fixture(pose_fx):
-  f = pose_fx
-  np.testing.assert_allclose(jax.jit(geo.pose_vec_to_mat)(f['vec']), f['mat'], rtol=0, atol=ATOL)
-  np.testing.assert_allclose(jax.jit(geo.euler_to_rotation)(f['vec'][:, 3:]), f['rot_only'], rtol=0, atol=ATOL)
-  np.testing.assert_allclose(jax.jit(geo.invert_pose)(f['mat']), f['mat_inv'], rtol=0, atol=ATOL)
-  np.testing.assert_allclose(jax.jit(geo.compose_poses)(f['compose_left'], f['mat']), f['compose_result'],
-                             rtol=0, atol=ATOL)
-  moved = jax.jit(geo.transform_points)(f['mat'], nchw_to_nhwc(f['points']))
-  np.testing.assert_allclose(moved, nchw_to_nhwc(f['points_transformed']), rtol=0, atol=ATOL)
+@noise.parity_check()
+def check_pose(dtype):
+  f = noise.cast_floats(load_npz('geom_pose.npz'), dtype)
+  C = functools.partial(noise.Comparison, atol=ATOL)
+  return [
+      C('pose_vec_to_mat', jax.jit(geo.pose_vec_to_mat)(f['vec']), f['mat']),
+      C('euler_to_rotation', jax.jit(geo.euler_to_rotation)(f['vec'][:, 3:]), f['rot_only']),
+      C('invert_pose', jax.jit(geo.invert_pose)(f['mat']), f['mat_inv']),
+      C('compose_poses', jax.jit(geo.compose_poses)(f['compose_left'], f['mat']), f['compose_result']),
+      C('transform_points', jax.jit(geo.transform_points)(f['mat'], nchw_to_nhwc(f['points'])),
+        nchw_to_nhwc(f['points_transformed'])),
+  ]
+
+
+def test_pose_fixture():
+  noise.assert_all(check_pose(np.float32))
 
 
 def test_invert_compose_identity(pose_fx):
@@ -67,48 +75,61 @@ def test_pose_vec_quat_mode():
   np.testing.assert_allclose(T[1, :3, :3], geo.euler_to_rotation(np.array([0.5, 0., 0.])), atol=1e-6)
 
 
-def test_camera_fixture(cam_fx):
-  f = cam_fx
+@noise.parity_check()
+def check_camera(dtype):
+  f = noise.cast_floats(load_npz('geom_camera.npz'), dtype)
   K, K_ref, Tcw = f['K'], f['K_ref'], f['Tcw']
   depth = nchw_to_nhwc(f['depth'])
+  C = functools.partial(noise.Comparison, atol=ATOL)
   scale = jax.jit(geo.scale_intrinsics, static_argnums=(1, 2))
-  np.testing.assert_allclose(scale(K, 0.5, None), f['K_scaled_half'], rtol=0, atol=ATOL)
-  np.testing.assert_allclose(scale(K, 0.5, 0.25), f['K_scaled_x05_y025'], rtol=0, atol=ATOL)
-  np.testing.assert_allclose(scale(K, 0.3, 0.7), f['K_scale_intrinsics_x03_y07'], rtol=0, atol=ATOL)
-  np.testing.assert_array_equal(scale(K, 1.0, None), K)  # Camera.scaled(1) returns the camera itself.
-  np.testing.assert_allclose(jax.jit(geo.invert_intrinsics)(K), f['Kinv'], rtol=0, atol=ATOL)
-  np.testing.assert_allclose(jax.jit(geo.pose_vec_to_mat)(f['pose_vec']), Tcw, rtol=0, atol=ATOL)
-
   recon = jax.jit(geo.reconstruct, static_argnames='frame')
-  points_cam = recon(depth, K)
-  np.testing.assert_allclose(points_cam, nchw_to_nhwc(f['points_cam']), rtol=0, atol=ATOL)
-  np.testing.assert_allclose(recon(depth, K, None, frame='w'), nchw_to_nhwc(f['points_world_identity']),
-                             rtol=0, atol=ATOL)
-  # |points| reach 19, where one float32 ulp is 1.9e-6: allow ~1 ulp on top of the atol.
-  np.testing.assert_allclose(recon(depth, K_ref, Tcw, frame='w'), nchw_to_nhwc(f['points_world_refcam']),
-                             rtol=1.2e-7, atol=ATOL)
-
   proj = jax.jit(geo.project, static_argnames='frame')
-  np.testing.assert_allclose(proj(points_cam, K), f['coords_cam'], rtol=0, atol=ATOL_WARP)
-  np.testing.assert_allclose(proj(points_cam, K_ref, Tcw, frame='w'), f['coords_ref'], rtol=0, atol=ATOL_WARP)
+  points_cam = recon(depth, K)
+  return [
+      C('K_scaled_half', scale(K, 0.5, None), f['K_scaled_half']),
+      C('K_scaled_x05_y025', scale(K, 0.5, 0.25), f['K_scaled_x05_y025']),
+      C('K_scaled_x03_y07', scale(K, 0.3, 0.7), f['K_scale_intrinsics_x03_y07']),
+      C('Kinv', jax.jit(geo.invert_intrinsics)(K), f['Kinv']),
+      C('pose_vec_to_mat', jax.jit(geo.pose_vec_to_mat)(f['pose_vec']), Tcw),
+      C('points_cam', points_cam, nchw_to_nhwc(f['points_cam'])),
+      C('points_world_identity', recon(depth, K, None, frame='w'), nchw_to_nhwc(f['points_world_identity'])),
+      C('points_world_refcam', recon(depth, K_ref, Tcw, frame='w'), nchw_to_nhwc(f['points_world_refcam']),
+        rtol=1.2e-7),
+      C('coords_cam', proj(points_cam, K), f['coords_cam'], atol=ATOL_WARP),
+      C('coords_ref', proj(points_cam, K_ref, Tcw, frame='w'), f['coords_ref'], atol=ATOL_WARP),
+  ]
+
+
+def test_camera_fixture(cam_fx):
+  noise.assert_all(check_camera(np.float32))
+  # Camera.scaled(1) returns the camera itself.
+  np.testing.assert_array_equal(jax.jit(geo.scale_intrinsics, static_argnums=(1, 2))(cam_fx['K'], 1.0, None),
+                                cam_fx['K'])
+
+
+@noise.parity_check(params=['zeros', 'border', 'ones'])
+def check_view_synthesis(dtype, padding_mode):
+  f = noise.cast_floats(load_npz('geom_camera.npz'), dtype)
+  if padding_mode == 'ones':  # the warp of a constant 1 image is the bilinear coverage
+    image, padding_mode, want = np.ones_like(nchw_to_nhwc(f['ref_image'])[..., :1]), 'zeros', f['warped_ones']
+  else:
+    image, want = nchw_to_nhwc(f['ref_image']), f[f'warped_{padding_mode}']
+  synth = jax.jit(functools.partial(geo.view_synthesis, padding_mode=padding_mode))
+  warped = synth(image, nchw_to_nhwc(f['depth']), f['K_ref'], f['Tcw'], f['K'])
+  return [noise.Comparison('warped', warped, nchw_to_nhwc(want), atol=ATOL_WARP)]
 
 
 @pytest.mark.parametrize('padding_mode', ['zeros', 'border'])
-def test_view_synthesis_fixture(cam_fx, padding_mode):
-  f = cam_fx
-  synth = jax.jit(functools.partial(geo.view_synthesis, padding_mode=padding_mode))
-  warped = synth(nchw_to_nhwc(f['ref_image']), nchw_to_nhwc(f['depth']), f['K_ref'], f['Tcw'], f['K'])
-  np.testing.assert_allclose(warped, nchw_to_nhwc(f[f'warped_{padding_mode}']), rtol=0, atol=ATOL_WARP)
+def test_view_synthesis_fixture(padding_mode):
+  noise.assert_all(check_view_synthesis(np.float32, padding_mode))
 
 
 def test_warped_ones_is_bilinear_coverage(cam_fx):
-  f = cam_fx
-  ones = jnp.ones(f['ref_image'].shape[:1] + f['ref_image'].shape[2:] + (1,), jnp.float32)
-  cover = jax.jit(geo.view_synthesis)(ones, nchw_to_nhwc(f['depth']), f['K_ref'], f['Tcw'], f['K'])
-  np.testing.assert_allclose(cover, nchw_to_nhwc(f['warped_ones']), rtol=0, atol=ATOL_WARP)
+  [cover] = check_view_synthesis(np.float32, 'ones')
+  noise.assert_all([cover])
   # Fully covered exactly where the fixture's valid mask says both coordinates are inside [-1, 1].
-  valid = nchw_to_nhwc(f['valid_mask'])
-  assert np.all(np.asarray(cover)[valid] > 1 - 1e-5)
+  valid = nchw_to_nhwc(cam_fx['valid_mask'])
+  assert np.all(np.asarray(cover.ours)[valid] > 1 - 1e-5)
 
 
 def _identity_grid(h, w):
@@ -153,12 +174,17 @@ def test_resizes():
   np.testing.assert_array_equal(up[:, 1::2, 1::2], x)
 
 
-def test_image_pyramid_matches_reference():
-  f = load_npz('smoothness.npz')
+@noise.parity_check()
+def check_image_pyramid(dtype):
+  f = noise.cast_floats(load_npz('smoothness.npz'), dtype)
   image = nchw_to_nhwc(f['image_s0'])
-  for i in range(1, 4):
-    ref = nchw_to_nhwc(f[f'image_s{i}'])
-    np.testing.assert_allclose(geo.resize_bilinear_align_corners(image, ref.shape[1:3]), ref, rtol=0, atol=1e-6)
+  resize = jax.jit(geo.resize_bilinear_align_corners, static_argnums=1)
+  return [noise.Comparison(f'image_s{i}', resize(image, f[f'image_s{i}'].shape[2:4]),
+                           nchw_to_nhwc(f[f'image_s{i}']), atol=ATOL) for i in range(1, 4)]
+
+
+def test_image_pyramid_matches_reference():
+  noise.assert_all(check_image_pyramid(np.float32))
 
 
 def test_depth_inv_depth():

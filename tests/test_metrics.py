@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import load_json, load_npz, nchw_to_nhwc
+import noise
 
 from packnet_jax.eval import metrics as M
 
@@ -23,20 +24,23 @@ def _jit_metrics(use_gt_scale, min_depth, max_depth, crop, scale_output):
                                    scale_output=scale_output))
 
 
-def _assert_metrics(got, want):
-  got, want = np.asarray(got), np.asarray(want)
-  # Errors (abs_rel..rmse_log) at rtol 1e-5; accuracies are fractions of a few thousand pixels and
+RTOL = 1e-5
+ATOL_MAPS = 1e-6
+
+
+def _metric_comparisons(name, got, want):
+  # Errors (abs_rel..rmse_log) at rtol; accuracies are fractions of a few thousand pixels and
   # agree exactly here (a ratio on a threshold could flip one pixel: 1/N ≈ 4e-4).
-  np.testing.assert_allclose(got[:4], want[:4], rtol=1e-5)
-  np.testing.assert_allclose(got[4:], want[4:], rtol=1e-5, atol=1e-7)
+  return [noise.Comparison(f'{name}/errors', np.asarray(got)[:4], np.asarray(want)[:4], rtol=RTOL),
+          noise.Comparison(f'{name}/accuracies', np.asarray(got)[4:], np.asarray(want)[4:], rtol=RTOL, atol=1e-7)]
 
 
 def test_metric_names_order_matches_fixture():
   assert M.METRIC_NAMES == tuple(_META['metric_order'])
 
 
-@pytest.mark.parametrize('key', _METRIC_CASES)
-def test_metrics_match_reference(key):
+@noise.parity_check(params=_METRIC_CASES)
+def check_metrics(dtype, key):
   case = _META['cases'][key]
   cfg = case['config']
   gt, pred = _GT, _PRED
@@ -44,9 +48,13 @@ def test_metrics_match_reference(key):
     gt, pred = nchw_to_nhwc(_FIX['topcenter_gt_depth']), nchw_to_nhwc(_FIX['topcenter_pred_depth'])
   fn = _jit_metrics(case['use_gt_scale'], cfg['min_depth'], cfg['max_depth'], cfg['crop'],
                     cfg['scale_output'])
-  out = fn(gt, pred)
-  _assert_metrics(out, _FIX[key])
-  np.testing.assert_allclose(_FIX[key], case['values'], rtol=0)  # npz and json agree
+  return _metric_comparisons(key, fn(*noise.cast_floats((gt, pred), dtype)), _FIX[key])
+
+
+@pytest.mark.parametrize('key', _METRIC_CASES)
+def test_metrics_match_reference(key):
+  noise.assert_all(check_metrics(np.float32, key))
+  np.testing.assert_allclose(_FIX[key], _META['cases'][key]['values'], rtol=0)  # npz and json agree
 
 
 def test_every_stored_metric_vector_is_covered():
@@ -54,9 +62,14 @@ def test_every_stored_metric_vector_is_covered():
   assert stored == set(_METRIC_CASES) and len(stored) == 10
 
 
+@noise.parity_check()
+def check_prediction_resized_to_gt(dtype):
+  out = jax.jit(M.scale_depth, static_argnums=(1, 2))(noise.cast_floats(_PRED, dtype), _GT.shape[1:3], 'resize')
+  return [noise.Comparison('pred_resized_to_gt', out, nchw_to_nhwc(_FIX['pred_resized_to_gt']), atol=ATOL_MAPS)]
+
+
 def test_prediction_resized_to_gt():
-  out = jax.jit(M.scale_depth, static_argnums=(1, 2))(_PRED, _GT.shape[1:3], 'resize')
-  np.testing.assert_allclose(np.asarray(out), nchw_to_nhwc(_FIX['pred_resized_to_gt']), atol=1e-6)
+  noise.assert_all(check_prediction_resized_to_gt(np.float32))
 
 
 def test_top_center_canvas():
@@ -72,23 +85,34 @@ def test_valid_pixel_counts():
     assert counts.tolist() == want
 
 
+@noise.parity_check(params=['mean', 'max', 'min'])
+def check_post_processing_and_fusion(dtype, method):
+  inv, inv_flipped = noise.cast_floats((nchw_to_nhwc(_FIX['pp_inv_depth']), nchw_to_nhwc(_FIX['pp_inv_depth_flipped'])),
+                                       dtype)
+  pp = jax.jit(M.post_process_inv_depth, static_argnums=2)(inv, inv_flipped, method)
+  fused = jax.jit(M.fuse_inv_depth, static_argnums=2)(inv, jnp.flip(inv_flipped, axis=2), method)
+  return [noise.Comparison('pp', pp, nchw_to_nhwc(_FIX[f'pp_output_{method}']), atol=ATOL_MAPS),
+          noise.Comparison('fuse', fused, nchw_to_nhwc(_FIX[f'fuse_{method}']), atol=ATOL_MAPS)]
+
+
 @pytest.mark.parametrize('method', ['mean', 'max', 'min'])
 def test_post_processing_and_fusion(method):
-  inv, inv_flipped = nchw_to_nhwc(_FIX['pp_inv_depth']), nchw_to_nhwc(_FIX['pp_inv_depth_flipped'])
-  pp = jax.jit(M.post_process_inv_depth, static_argnums=2)(inv, inv_flipped, method)
-  np.testing.assert_allclose(np.asarray(pp), nchw_to_nhwc(_FIX[f'pp_output_{method}']), atol=1e-6)
-  fused = jax.jit(M.fuse_inv_depth, static_argnums=2)(inv, jnp.flip(inv_flipped, axis=2), method)
-  np.testing.assert_allclose(np.asarray(fused), nchw_to_nhwc(_FIX[f'fuse_{method}']), atol=1e-6)
+  noise.assert_all(check_post_processing_and_fusion(np.float32, method))
+
+
+@noise.parity_check()
+def check_evaluate_depth(dtype):
+  cfg = _META['cases']['evaluate_depth/depth']['config']
+  gt, inv, inv_flipped = noise.cast_floats(
+      (_GT, nchw_to_nhwc(_FIX['pp_inv_depth']), nchw_to_nhwc(_FIX['pp_inv_depth_flipped'])), dtype)
+  rows = jax.jit(functools.partial(M.evaluate_depth, **cfg))(gt, inv, inv_flipped)
+  assert set(rows) == {'depth', 'depth_pp', 'depth_gt', 'depth_pp_gt'}
+  return [c for name, got in sorted(rows.items())
+          for c in _metric_comparisons(name, got, _FIX[f'evaluate_depth/{name}'])]
 
 
 def test_evaluate_depth_four_rows():
-  cfg = _META['cases']['evaluate_depth/depth']['config']
-  inv, inv_flipped = nchw_to_nhwc(_FIX['pp_inv_depth']), nchw_to_nhwc(_FIX['pp_inv_depth_flipped'])
-  fn = jax.jit(functools.partial(M.evaluate_depth, **cfg))
-  rows = fn(_GT, inv, inv_flipped)
-  assert set(rows) == {'depth', 'depth_pp', 'depth_gt', 'depth_pp_gt'}
-  for name, got in rows.items():
-    _assert_metrics(got, _FIX[f'evaluate_depth/{name}'])
+  noise.assert_all(check_evaluate_depth(np.float32))
 
 
 def test_lower_median_for_even_counts():

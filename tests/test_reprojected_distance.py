@@ -4,6 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import load_npz, nchw_to_nhwc
+import noise
 
 from packnet_jax.geometry.sampling import resize_nearest_torch
 from packnet_jax.losses.reprojected_distance import reprojected_coords, reprojected_distance_loss
@@ -15,11 +16,21 @@ _K, _T = _FIX['K'], _FIX['T_ts']
 _loss = jax.jit(reprojected_distance_loss, static_argnames='num_scales')
 
 
-def test_matches_fixture_loss_and_coordinates():
-  np.testing.assert_allclose(np.asarray(_loss(_EST, _GT, _K, _T)), _FIX['loss'], rtol=1e-5)
+RTOL_LOSS = 1e-5
+ATOL_COORDS = 1e-5
+
+
+@noise.parity_check()
+def check_loss_and_coordinates(dtype):
+  est, gt, K, T = noise.cast_floats((_EST, _GT, _K, _T), dtype)
   coords = jax.jit(reprojected_coords)
-  np.testing.assert_allclose(np.asarray(coords(_GT, _K, _T)), _FIX['coords_gt'], atol=1e-5)
-  np.testing.assert_allclose(np.asarray(coords(_EST, _K, _T)), _FIX['coords_est'], atol=1e-5)
+  return [noise.Comparison('loss', _loss(est, gt, K, T), _FIX['loss'], rtol=RTOL_LOSS),
+          noise.Comparison('coords_gt', coords(gt, K, T), _FIX['coords_gt'], atol=ATOL_COORDS),
+          noise.Comparison('coords_est', coords(est, K, T), _FIX['coords_est'], atol=ATOL_COORDS)]
+
+
+def test_matches_fixture_loss_and_coordinates():
+  noise.assert_all(check_loss_and_coordinates(np.float32))
 
 
 def test_identical_depth_gives_exactly_zero():

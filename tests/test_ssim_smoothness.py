@@ -6,14 +6,24 @@ import numpy as np
 import pytest
 
 from conftest import load_json, load_npz, nchw_to_nhwc
+import noise
 from packnet_jax.losses import calc_smoothness, inv_depths_normalize, smoothness_loss, ssim, ssim_loss
 
 
-def test_ssim_fixture():
-  f = load_npz('ssim.npz')
+ATOL_SSIM = 1e-4
+RTOL_SMOOTH = 1e-5
+
+
+@noise.parity_check()
+def check_ssim(dtype):
+  f = noise.cast_floats(load_npz('ssim.npz'), dtype)
   x, y = nchw_to_nhwc(f['x']), nchw_to_nhwc(f['y'])
-  np.testing.assert_allclose(jax.jit(ssim)(x, y), nchw_to_nhwc(f['ssim']), rtol=0, atol=1e-4)
-  np.testing.assert_allclose(jax.jit(ssim_loss)(x, y), nchw_to_nhwc(f['ssim_loss']), rtol=0, atol=1e-4)
+  return [noise.Comparison('ssim', jax.jit(ssim)(x, y), nchw_to_nhwc(f['ssim']), atol=ATOL_SSIM),
+          noise.Comparison('ssim_loss', jax.jit(ssim_loss)(x, y), nchw_to_nhwc(f['ssim_loss']), atol=ATOL_SSIM)]
+
+
+def test_ssim_fixture():
+  noise.assert_all(check_ssim(np.float32))
 
 
 def test_ssim_properties():
@@ -33,28 +43,47 @@ def smooth_fx():
   return f, inv_depths, images
 
 
-def test_smoothness_maps(smooth_fx):
-  f, inv_depths, images = smooth_fx
+def _smooth_inputs(dtype):
+  f = noise.cast_floats(load_npz('smoothness.npz'), dtype)
+  return f, [nchw_to_nhwc(f[f'inv_depth_s{i}']) for i in range(4)], [nchw_to_nhwc(f[f'image_s{i}']) for i in range(4)]
+
+
+@noise.parity_check()
+def check_smoothness_maps(dtype):
+  f, inv_depths, images = _smooth_inputs(dtype)
   normalized = jax.jit(inv_depths_normalize)(inv_depths)
   sx, sy = jax.jit(calc_smoothness, static_argnums=2)(inv_depths, images, 4)
+  out = []
   for i in range(4):
     ref_norm = nchw_to_nhwc(f[f'inv_depth_normalized_s{i}'])
-    np.testing.assert_allclose(normalized[i], ref_norm, rtol=1e-5)
+    out.append(noise.Comparison(f'inv_depth_normalized_s{i}', normalized[i], ref_norm, rtol=RTOL_SMOOTH))
     # smoothness_x/y are differences of neighbouring normalised values (~1): torch's per-sample mean
     # uses another float32 summation order, so they carry ~1 ulp of those values in absolute error,
     # which rtol alone cannot absorb where neighbours nearly cancel. Allow 2 ulp of the inputs.
     atol = 2 * np.finfo(np.float32).eps * np.abs(ref_norm).max()
-    np.testing.assert_allclose(sx[i], nchw_to_nhwc(f[f'smoothness_x_s{i}']), rtol=1e-5, atol=atol)
-    np.testing.assert_allclose(sy[i], nchw_to_nhwc(f[f'smoothness_y_s{i}']), rtol=1e-5, atol=atol)
+    out.append(noise.Comparison(f'smoothness_x_s{i}', sx[i], nchw_to_nhwc(f[f'smoothness_x_s{i}']),
+                                rtol=RTOL_SMOOTH, atol=atol))
+    out.append(noise.Comparison(f'smoothness_y_s{i}', sy[i], nchw_to_nhwc(f[f'smoothness_y_s{i}']),
+                                rtol=RTOL_SMOOTH, atol=atol))
+  return out
+
+
+def test_smoothness_maps():
+  noise.assert_all(check_smoothness_maps(np.float32))
+
+
+@noise.parity_check(params=['0.001', '1'])
+def check_smoothness_loss(dtype, weight):
+  f, inv_depths, images = _smooth_inputs(dtype)
+  loss = jax.jit(functools.partial(smoothness_loss, weight=float(weight)))(inv_depths, images)
+  return [noise.Comparison('loss', loss, f[f'smooth_loss_w{weight}'], rtol=RTOL_SMOOTH),
+          noise.Comparison('loss_json', loss, load_json('losses_meta.json')['smoothness.npz'][f'smooth_loss_w{weight}'],
+                           rtol=RTOL_SMOOTH)]
 
 
 @pytest.mark.parametrize('weight', ['0.001', '1'])
-def test_smoothness_loss(smooth_fx, weight):
-  f, inv_depths, images = smooth_fx
-  loss = jax.jit(functools.partial(smoothness_loss, weight=float(weight)))(inv_depths, images)
-  np.testing.assert_allclose(loss, f[f'smooth_loss_w{weight}'], rtol=1e-5)
-  np.testing.assert_allclose(loss, load_json('losses_meta.json')['smoothness.npz'][f'smooth_loss_w{weight}'],
-                             rtol=1e-5)
+def test_smoothness_loss(weight):
+  noise.assert_all(check_smoothness_loss(np.float32, weight))
 
 
 def test_smoothness_scale_factor_applies_to_same_size_maps(smooth_fx):

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import load_json, load_npz, nchw_to_nhwc
+import noise
 
 from packnet_jax.losses.supervised import match_gt_scales, supervised_loss
 
@@ -13,6 +14,7 @@ _FIX = load_npz('supervised_loss.npz')
 _META = load_json('losses_meta.json')['supervised_loss.npz']
 _PREDS = [nchw_to_nhwc(_FIX[f'pred_inv_depth_s{i}']) for i in range(4)]
 _STORED = sorted(k for k in _FIX if k.startswith('loss/'))
+RTOL = 1e-5
 
 
 @functools.lru_cache(maxsize=None)
@@ -28,12 +30,18 @@ def test_fixture_has_every_expected_combination():
              for g in ('sparse', 'dense') for n in (1, 4))
 
 
+@noise.parity_check(params=_STORED)
+def check_loss(dtype, key):
+  _, method, gt_name, n = key.split('/')
+  preds = noise.cast_floats(_PREDS, dtype)
+  gt = noise.cast_floats(nchw_to_nhwc(_FIX[f'gt_inv_{gt_name[3:]}']), dtype)
+  loss = _jitted(method, int(n[1:]))(preds, gt)
+  return [noise.Comparison('loss', loss, _FIX[key][0], rtol=RTOL)]
+
+
 @pytest.mark.parametrize('key', _STORED)
 def test_matches_reference(key):
-  _, method, gt_name, n = key.split('/')
-  gt = nchw_to_nhwc(_FIX[f'gt_inv_{gt_name[3:]}'])
-  loss = _jitted(method, int(n[1:]))(_PREDS, gt)
-  np.testing.assert_allclose(np.asarray(loss), _FIX[key][0], rtol=1e-5)
+  noise.assert_all(check_loss(np.float32, key))
 
 
 @pytest.mark.parametrize('gt_name', ['sparse', 'dense'])

@@ -3,16 +3,22 @@ import jax
 import numpy as np
 import pytest
 from conftest import load_npz
+import noise
 
 from packnet_jax.losses.velocity import velocity_loss
 
 _velocity_loss = jax.jit(velocity_loss)
 
 
-def test_matches_reference_fixture():
-  f = load_npz('velocity_loss.npz')
+@noise.parity_check()
+def check_loss(dtype):
+  f = noise.cast_floats(load_npz('velocity_loss.npz'), dtype)
   loss = _velocity_loss(f['pred_pose_mat'], f['gt_pose_context'])
-  np.testing.assert_allclose(np.asarray(loss), f['loss'][0], rtol=1e-6)
+  return [noise.Comparison('loss', loss, load_npz('velocity_loss.npz')['loss'][0], rtol=1e-6)]
+
+
+def test_matches_reference_fixture():
+  noise.assert_all(check_loss(np.float32))
 
 
 def test_closed_form_translation_lengths():
