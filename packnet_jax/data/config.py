@@ -4,16 +4,12 @@ Dataset config keys mirror the reference's `datasets.<mode>` node (a scalar
 or a one-element list per key): dataset ('KITTI' | 'DDAD'/'DGP' | 'Image' |
 'Video'), path, split, depth_type, input_depth_type, cameras,
 back_context, forward_context, image_shape, jittering, crop_train_borders,
-crop_eval_borders; plus ours: with_pose, intrinsics (Image/Video),
-project_velodyne, on_error ('raise' | 'skip'), tfds_data_dir /
-tfds_config (read prepared records instead of the raw tree).
+crop_eval_borders, repeat; plus ours (declared in configs/default.py):
+shuffle (train order; default True), with_pose, intrinsics (Image/Video;
+() = the documented default), project_velodyne, on_error ('raise' |
+'skip'), tfds_data_dir / tfds_config (read prepared records instead of
+the raw tree; tfds_config '' = the builder's default config).
 """
-import logging
-import os
-import time
-
-import numpy as np
-
 from packnet_jax.data import pipeline
 from packnet_jax.data.source import SampleSource
 
@@ -39,18 +35,23 @@ def build_reader(cfg, mode='train'):
   forward = int(_get(cfg, 'forward_context', 0) or 0)
   depth_type = _get(cfg, 'depth_type', '') or None
   with_pose = bool(_get(cfg, 'with_pose', False))
-  if not path:
-    raise ValueError('path: dataset path is empty')
+  on_error = _get(cfg, 'on_error', 'raise') or 'raise'
+  if on_error not in ('raise', 'skip'):
+    raise ValueError(f"on_error: expected 'raise' or 'skip', got {on_error!r}")
   if _get(cfg, 'tfds_data_dir'):
     from packnet_jax.data import tfds_builders
+    # '' = the builder's default config; the TFDS split is `split` if the
+    # records have one of that name, else the mode ('train', 'validation', ...).
     return tfds_builders.PreparedReader(name, _get(cfg, 'tfds_data_dir'), split or mode,
-                                        _get(cfg, 'tfds_config', 'synthetic'))
+                                        _get(cfg, 'tfds_config') or None, fallback_split=mode)
+  if not path:
+    raise ValueError('path: dataset path is empty')
   if name == 'KITTI':
     from packnet_jax.data.kitti import KITTIReader
     return KITTIReader(path, split, depth_type=depth_type, input_depth_type=_get(cfg, 'input_depth_type') or None,
                        with_pose=with_pose, back_context=back, forward_context=forward,
                        project_velodyne=bool(_get(cfg, 'project_velodyne', False)),
-                       on_error=_get(cfg, 'on_error', 'raise'))
+                       on_error=on_error)
   if name in ('DDAD', 'DGP'):
     from packnet_jax.data.ddad import DDADReader
     cameras = _get(cfg, 'cameras') or ['camera_01']
@@ -81,9 +82,30 @@ class _RepeatedReader:
     return sample
 
 
+def _prepared_crop(reader, cfg, mode):
+  """crop_train_borders left to apply at read time (records may be cropped and resized already)."""
+  crop = tuple(_get(cfg, 'crop_train_borders', ()) or ())
+  prepared = getattr(reader, 'prepared_transform', None)
+  if not prepared:
+    return crop
+  where = f'tfds_data_dir {_get(cfg, "tfds_data_dir")}'
+  if mode != 'train':
+    raise ValueError(f'{where}: records prepared at training resolution hold train samples only '
+                     f'(evaluate from the raw tree or full-size records), got split {mode!r}')
+  shape = tuple(_get(cfg, 'image_shape', ()) or ())
+  if shape != prepared['image_shape']:
+    raise ValueError(f'image_shape: the records in {where} were prepared at {prepared["image_shape"]}, '
+                     f'got {shape}')
+  if crop != prepared['crop_borders']:
+    raise ValueError(f'crop_train_borders: the records in {where} were cropped with '
+                     f'{prepared["crop_borders"]}, got {crop}')
+  return ()  # Already cropped; resizing again to the same shape is the identity.
+
+
 def build_source(cfg, mode='train', seed=0):
   """SampleSource (reader + reference transforms) for a config."""
   reader = build_reader(cfg, mode)
+  crop_train_borders = _prepared_crop(reader, cfg, mode)
   repeat = int(_get(cfg, 'repeat', 1) or 1)
   if mode == 'train' and repeat > 1:
     reader = _RepeatedReader(reader, repeat)
@@ -93,23 +115,32 @@ def build_source(cfg, mode='train', seed=0):
   jittering = _get(cfg, 'jittering', ())
   return SampleSource(reader, mode, image_shape=_get(cfg, 'image_shape', ()),
                       jittering=jittering if mode == 'train' else (),
-                      crop_train_borders=_get(cfg, 'crop_train_borders', ()),
+                      crop_train_borders=crop_train_borders,
                       crop_eval_borders=_get(cfg, 'crop_eval_borders', ()), seed=seed)
+
+
+def _shuffle(cfg, shuffle):
+  """An explicit `shuffle` argument wins; else the config's `shuffle` (default True)."""
+  if shuffle is not None:
+    return bool(shuffle)
+  value = _get(cfg, 'shuffle', True)
+  return True if value is None else bool(value)
 
 
 def build_dataset(dataset_config, split='train', *, batch_size=1, num_devices=None, seed=0, shuffle=None,
                   repeat=None, start_step=0, process_index=None, process_count=None, deterministic=True):
   """tf.data.Dataset of [num_devices, batch_size, ...] batches.
 
-  split: 'train' → infinite, shuffled (unless shuffle=False), resumable from
-  `start_step`; 'validation'/'test' → one exact pass with `mask`
-  (`repeat=True` cycles it). batch_size is per device.
+  split: 'train' → infinite, shuffled unless `shuffle` (argument, else the
+  config key) is False, resumable from `start_step`; 'validation'/'test' →
+  one exact pass with `mask` (`repeat=True` cycles it). batch_size is per
+  device.
   """
   source = build_source(dataset_config, split, seed)
   if split == 'train' and repeat is not False:
     return pipeline.make_train_dataset(
         source, per_device_batch=batch_size, num_devices=num_devices, seed=seed,
-        shuffle=True if shuffle is None else shuffle, start_step=start_step, process_index=process_index,
+        shuffle=_shuffle(dataset_config, shuffle), start_step=start_step, process_index=process_index,
         process_count=process_count, deterministic=deterministic)
   ds = pipeline.make_eval_dataset(source, per_device_batch=batch_size, num_devices=num_devices,
                                   process_index=process_index, process_count=process_count,
@@ -118,15 +149,14 @@ def build_dataset(dataset_config, split='train', *, batch_size=1, num_devices=No
 
 
 class TrainIterator:
-  """Numpy iterator over training batches that knows its step (for resume).
+  """Numpy iterator over training batches.
 
-  Checkpoint `iterator.step`; `make_train_iterator(..., start_step=step)`
-  continues with exactly the batches that would have followed.
+  Resuming is the caller's job: `make_train_iterator(..., start_step=step)`
+  continues with exactly the batches that would have followed step `step`.
   """
 
-  def __init__(self, dataset, start_step, steps_per_epoch, num_samples):
+  def __init__(self, dataset, steps_per_epoch, num_samples):
     self._it = dataset.as_numpy_iterator()
-    self.step = int(start_step)
     self.steps_per_epoch = steps_per_epoch
     self.num_samples = num_samples
 
@@ -134,29 +164,35 @@ class TrainIterator:
     return self
 
   def __next__(self):
-    batch = next(self._it)
-    self.step += 1
-    return batch
-
-  @property
-  def epoch(self):
-    return self.step // self.steps_per_epoch
+    return next(self._it)
 
 
-def make_train_iterator(dataset_config, *, batch_size=1, num_devices=None, seed=0, start_step=0, shuffle=True,
-                        process_index=None, process_count=None, deterministic=True, source=None):
+def make_train_iterator(dataset_config, *, batch_size=1, num_devices=None, seed=0, start_step=0, shuffle=None,
+                        process_index=None, process_count=None, deterministic=True, source=None, threads=None):
   """Resumable training iterator of numpy [D, B, ...] batches.
 
-  `source`: the split's SampleSource if the caller has built it already (it scans the split).
+  Args:
+    dataset_config: the train split's config (see module docstring).
+    shuffle: None → the config's `shuffle` key (default True).
+    source: the split's SampleSource if the caller has built it already
+      (`build_source(dataset_config, 'train', seed)`; building scans the
+      split from disk, so build it once and pass it here).
+    threads: None → tf.data's AUTOTUNE; an int pins loading to that many
+      threads.
+
+  Returns:
+    TrainIterator with `steps_per_epoch` and `num_samples`.
   """
   process_index, process_count = pipeline._default_process(process_index, process_count)
   num_devices = pipeline._default_devices(num_devices)
-  source = source if source is not None else build_source(dataset_config, 'train', seed)
+  if source is None:
+    source = build_source(dataset_config, 'train', seed)
   ds = pipeline.make_train_dataset(source, per_device_batch=batch_size, num_devices=num_devices, seed=seed,
-                                   shuffle=shuffle, start_step=start_step, process_index=process_index,
-                                   process_count=process_count, deterministic=deterministic)
+                                   shuffle=_shuffle(dataset_config, shuffle), start_step=start_step,
+                                   process_index=process_index, process_count=process_count,
+                                   deterministic=deterministic, threads=threads)
   steps = pipeline.train_steps_per_epoch(len(source), batch_size, num_devices, process_count)
-  return TrainIterator(ds, start_step, steps, len(source))
+  return TrainIterator(ds, steps, len(source))
 
 
 def make_eval_iterator(dataset_config, split='validation', *, batch_size=1, num_devices=None,
@@ -164,24 +200,3 @@ def make_eval_iterator(dataset_config, split='validation', *, batch_size=1, num_
   """One exact pass of numpy batches with a boolean `mask` [D, B]."""
   return build_dataset(dataset_config, split, batch_size=batch_size, num_devices=num_devices,
                        process_index=process_index, process_count=process_count).as_numpy_iterator()
-
-
-def benchmark_pipeline(dataset_config, *, batch_size=4, num_devices=1, num_batches=20, warmup=2,
-                       deterministic=False):
-  """Measures training-pipeline throughput; returns {'images_per_s', ...}.
-
-  Counts target images per second (each sample also decodes its contexts).
-  """
-  it = make_train_iterator(dataset_config, batch_size=batch_size, num_devices=num_devices,
-                           process_index=0, process_count=1, deterministic=deterministic)
-  for _ in range(warmup):
-    next(it)
-  start = time.perf_counter()
-  for _ in range(num_batches):
-    next(it)
-  elapsed = time.perf_counter() - start
-  images = num_batches * batch_size * num_devices
-  result = {'images_per_s': images / elapsed, 'seconds': elapsed, 'images': images,
-            'cpu_count': os.cpu_count()}
-  logging.info('data pipeline: %.1f images/s', result['images_per_s'])
-  return result

@@ -13,21 +13,38 @@ from PIL import Image
 def load_rgb(path):
   """Opens an RGB image fully (decoding now, so corrupt files fail here).
 
+  The file is decoded exactly once and not copied: PIL closes a file it
+  opened itself once `load()` has read it.
+
   Raises:
     ValueError: file missing, not decodable/truncated, or not 3-channel RGB.
   """
   path = os.fspath(path)
   if not os.path.isfile(path):
     raise ValueError(f'{path}: image file not found')
+  image = None
   try:
-    with Image.open(path) as im:
-      im.load()
-      image = im.copy()
+    image = Image.open(path)
+    image.load()
   except Exception as e:  # PIL raises many types for bad data.
+    if image is not None:
+      image.close()
     raise ValueError(f'{path}: cannot decode image ({type(e).__name__}: {e})') from None
   if image.mode != 'RGB':
-    raise ValueError(f'{path}: expected RGB image, got mode {image.mode!r}')
+    mode = image.mode
+    image.close()
+    raise ValueError(f'{path}: expected RGB image, got mode {mode!r}')
   return image
+
+
+def image_dims(path):
+  """(H, W) of an image file from its header only (no pixel decode)."""
+  path = os.fspath(path)
+  try:
+    with Image.open(path) as im:
+      return im.size[1], im.size[0]
+  except Exception as e:  # PIL raises many types for bad data.
+    raise ValueError(f'{path}: cannot read image header ({type(e).__name__}: {e})') from None
 
 
 def check_rgb_array(frame, name):
@@ -46,9 +63,22 @@ def resize_image(image, shape):
   return image.resize((w, h), Image.LANCZOS)
 
 
-def to_float(image):
-  """PIL uint8 image → float32 [H,W,3] in [0,1] (torchvision ToTensor, NHWC)."""
-  return np.asarray(image, dtype=np.uint8).astype(np.float32) / np.float32(255.0)
+def to_float(image, out=None):
+  """PIL uint8 image → float32 [H,W,3] in [0,1] (torchvision ToTensor, NHWC).
+
+  `out`: optional float32 [H,W,3] array written in place (saves a copy when
+  stacking). The division is the same correctly rounded float32 x/255.
+  """
+  pixels = np.asarray(image, dtype=np.uint8)
+  if out is None:
+    out = np.empty(pixels.shape, np.float32)
+  np.divide(pixels, np.float32(255.0), out=out, dtype=np.float32)
+  return out
+
+
+def to_uint8(image):
+  """PIL uint8 image → uint8 [H,W,3] array."""
+  return np.asarray(image, dtype=np.uint8)
 
 
 def dims(image):

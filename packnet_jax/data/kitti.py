@@ -189,14 +189,16 @@ class KITTIReader:
       self._pose_cache[image_file] = (imu2cam @ np.linalg.inv(T0) @ Tf @ np.linalg.inv(imu2cam)).astype(np.float32)
     return self._pose_cache[image_file]
 
-  def depth(self, image_file, depth_type):
+  def depth(self, image_file, depth_type, shape=None):
+    """Depth map of `depth_type`; `shape` = (H, W) of the frame if known."""
     path = depth_file(image_file, depth_type)
     if os.path.exists(path) or not self.project_velodyne:
       return read_depth(path)
     date_dir = self.date_dir(image_file)
     cam2cam = kitti_calib.read_calib_file(os.path.join(date_dir, 'calib_cam_to_cam.txt'))
     velo2cam = kitti_calib.read_calib_file(os.path.join(date_dir, 'calib_velo_to_cam.txt'))
-    shape = image_io.dims(image_io.load_rgb(image_file))
+    if shape is None:
+      shape = image_io.image_dims(image_file)  # header only: the frame is decoded once, in load()
     cam = 3 if 'image_03' in image_file else 2
     scan = projection.read_velodyne_bin(velodyne_file(image_file))
     return projection.velodyne_depth(scan, cam2cam, velo2cam, shape, cam)[..., None]
@@ -211,10 +213,11 @@ class KITTIReader:
     }
     if self.with_pose:
       sample['pose'] = self.pose(path)
+    shape = image_io.dims(sample['rgb'])
     if self.depth_type:
-      sample['depth'] = self.depth(path, self.depth_type)
+      sample['depth'] = self.depth(path, self.depth_type, shape)
     if self.input_depth_type:
-      sample['input_depth'] = self.depth(path, self.input_depth_type)
+      sample['input_depth'] = self.depth(path, self.input_depth_type, shape)
     ctx = self.context_idxs[idx]
     if ctx:
       files = [_sibling(i, path) for i in ctx]

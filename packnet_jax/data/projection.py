@@ -95,7 +95,7 @@ def write_velodyne_depth_maps(root, cameras=(2, 3)):
       image = os.path.join(drive, f'image_0{cam}', 'data', stem + '.png')
       if not os.path.exists(image):
         continue
-      shape = image_io.dims(image_io.load_rgb(image))
+      shape = image_io.image_dims(image)  # header only: no pixel decode
       out = os.path.join(drive, 'proj_depth', 'velodyne', f'image_0{cam}', stem + '.npz')
       os.makedirs(os.path.dirname(out), exist_ok=True)
       np.savez_compressed(out, velodyne_depth=velodyne_depth(scan, cam2cam, velo2cam, shape, cam))

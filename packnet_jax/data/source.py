@@ -31,14 +31,17 @@ class SampleSource:
   def __len__(self):
     return len(self.reader)
 
-  def __call__(self, index, epoch=0):
+  def __call__(self, index, epoch=0, uint8_images=False):
+    """Final sample; `uint8_images` leaves the images uint8 (see transforms)."""
     index = int(index)
     raw = self.reader.load(index)
     if self.mode == 'train':
       rng = np.random.default_rng([self.seed, int(epoch), index])
-      sample = transforms.train_transform(raw, self.image_shape, self.jittering, self.crop_train_borders, rng)
+      sample = transforms.train_transform(raw, self.image_shape, self.jittering, self.crop_train_borders, rng,
+                                          uint8_images=uint8_images)
     else:
-      sample = transforms.eval_transform(raw, self.image_shape, self.crop_eval_borders, self.mode)
+      sample = transforms.eval_transform(raw, self.image_shape, self.crop_eval_borders, self.mode,
+                                         uint8_images=uint8_images)
     sample['idx'] = np.int64(index)
     sample['filename'] = str(sample['filename'])
     return sample

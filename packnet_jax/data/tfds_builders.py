@@ -30,6 +30,7 @@ import tensorflow_datasets as tfds
 from packnet_jax.data import ddad
 from packnet_jax.data import folder
 from packnet_jax.data import kitti
+from packnet_jax.data import transforms
 
 
 @dataclasses.dataclass
@@ -41,6 +42,12 @@ class RawTreeConfig(tfds.core.BuilderConfig):
   forward_context: int = 0
   with_pose: bool = False
   cameras: tuple = ()
+  # Training resolution (H, W): each example is stored after the train
+  # transform's crop (crop_borders) and LANCZOS resize, so reading decodes
+  # small PNGs and resizes nothing. Train splits only (evaluation keeps the
+  # native size). () = native size, transforms at read time.
+  image_shape: tuple = ()
+  crop_borders: tuple = ()
 
 
 class _RawTreeBuilder(tfds.core.GeneratorBasedBuilder):
@@ -79,16 +86,24 @@ class _RawTreeBuilder(tfds.core.GeneratorBasedBuilder):
       features['pose'] = tfds.features.Tensor(shape=(4, 4), dtype=np.float32)
       if n_ctx:
         features['pose_context'] = tfds.features.Tensor(shape=(n_ctx, 4, 4), dtype=np.float32)
-    return self.dataset_info_from_configs(features=tfds.features.FeaturesDict(features))
+    metadata = tfds.core.MetadataDict(image_shape=list(cfg.image_shape), crop_borders=list(cfg.crop_borders))
+    return self.dataset_info_from_configs(features=tfds.features.FeaturesDict(features), metadata=metadata)
 
   def _split_generators(self, dl_manager):
     manual_dir = os.fspath(dl_manager.manual_dir)
+    cfg = self.builder_config
+    if cfg.image_shape and set(cfg.splits) != {'train'}:
+      raise ValueError(f'{cfg.name}: records at training resolution (image_shape={tuple(cfg.image_shape)}) '
+                       f'hold a train split only, got splits {sorted(cfg.splits)}')
     return {name: self._generate_examples(self._make_reader(manual_dir, split))
-            for name, split in self.builder_config.splits.items()}
+            for name, split in cfg.splits.items()}
 
   def _generate_examples(self, reader):
+    cfg = self.builder_config
     for i in range(len(reader)):
       raw = reader.load(i)
+      if cfg.image_shape:
+        raw = transforms.prepare_train_resolution(raw, tuple(cfg.image_shape), tuple(cfg.crop_borders))
       example = {'idx': i, 'filename': raw['filename'], 'rgb': np.asarray(raw['rgb']),
                  'intrinsics': np.asarray(raw['intrinsics'], np.float64)}
       if 'rgb_context' in self.info.features:
@@ -113,9 +128,13 @@ class KittiRaw(_RawTreeBuilder):
                     depth_type='velodyne', back_context=1, forward_context=1),
       RawTreeConfig(name='eigen_test_velodyne', splits={'test': 'data_splits/eigen_test_files.txt'},
                     depth_type='velodyne'),
+      RawTreeConfig(name='eigen_zhou_velodyne_192x640', splits={'train': 'data_splits/eigen_zhou_files.txt'},
+                    depth_type='velodyne', back_context=1, forward_context=1, image_shape=(192, 640)),
       RawTreeConfig(name='synthetic', splits={'train': 'splits/train.txt', 'validation': 'splits/val.txt',
                                               'test': 'splits/test.txt'},
                     depth_type='velodyne', back_context=1, forward_context=1, with_pose=True),
+      RawTreeConfig(name='synthetic_192x640', splits={'train': 'splits/train.txt'}, depth_type='velodyne',
+                    back_context=1, forward_context=1, with_pose=True, image_shape=(192, 640)),
   ]
 
   def _make_reader(self, manual_dir, split):
@@ -154,29 +173,82 @@ class ImageFolder(_RawTreeBuilder):
 BUILDERS = {'KITTI': KittiRaw, 'DDAD': DdadDgp, 'DGP': DdadDgp, 'Image': ImageFolder}
 
 
+def _registered_config(cls, name):
+  for config in cls.BUILDER_CONFIGS:
+    if config.name == name:
+      return config
+  raise ValueError(f'tfds_config: {cls.__name__} has no config {name!r} '
+                   f'(expected one of {[c.name for c in cls.BUILDER_CONFIGS]})')
+
+
 def prepare(name, manual_dir, data_dir, config='synthetic', **config_overrides):
-  """Builds the records (what `tfds build` does); returns the builder."""
+  """Builds the records (what `tfds build` does); returns the builder.
+
+  config_overrides change fields of the named config (e.g.
+  `image_shape=(192, 640)`); a changed image_shape also renames the config
+  to '<name>_<H>x<W>' unless `name` is given, so full-size and
+  training-resolution records never share a folder. Read such records back
+  with `PreparedReader(..., config=<that name>)`.
+  """
   cls = BUILDERS.get(name, name)
   if not os.path.isdir(manual_dir):
     raise ValueError(f'manual_dir: dataset root not found: {manual_dir}')
   if config_overrides:
-    base = next(c for c in cls.BUILDER_CONFIGS if c.name == config)
-    config = dataclasses.replace(base, **config_overrides)
+    base = _registered_config(cls, config)
+    overrides = dict(config_overrides)
+    shape = tuple(overrides.get('image_shape', base.image_shape))
+    if 'name' not in overrides and shape != tuple(base.image_shape):
+      overrides['name'] = f'{base.name}_{shape[0]}x{shape[1]}'
+    config = dataclasses.replace(base, **overrides)
   builder = cls(data_dir=data_dir, config=config)
   builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
   return builder
 
 
-class PreparedReader:
-  """Random-access reader over prepared records (same raw samples as the tree)."""
+def _open_builder(cls, data_dir, config):
+  """Builder over existing records: a registered config, else the folder's own metadata.
 
-  def __init__(self, name, data_dir, split, config='synthetic'):
+  config None: the one config prepared under `data_dir`, else the builder's
+  default (its first config).
+  """
+  if config is None:
+    root = os.path.join(data_dir, cls.name)
+    prepared = sorted(n for n in os.listdir(root) if not n.startswith('.')) if os.path.isdir(root) else []
+    config = prepared[0] if len(prepared) == 1 else None
+  if config is None or any(c.name == config for c in cls.BUILDER_CONFIGS):
+    return cls(data_dir=data_dir, config=config)
+  folder = os.path.join(data_dir, cls.name, config)
+  versions = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+  if not versions:
+    raise ValueError(f'tfds_config: no records for config {config!r} under {data_dir}/{cls.name}')
+  return tfds.builder_from_directory(os.path.join(folder, versions[-1]))
+
+
+class PreparedReader:
+  """Random-access reader over prepared records (same raw samples as the tree).
+
+  `prepared_transform` is None for full-size records, else
+  {'image_shape': (H, W), 'crop_borders': (...)} they were written at
+  (build_source then checks the config against it and skips the crop).
+  """
+
+  def __init__(self, name, data_dir, split, config=None, fallback_split=None):
     cls = BUILDERS.get(name, name)
     if not os.path.isdir(data_dir):
       raise ValueError(f'tfds_data_dir: prepared data not found: {data_dir}')
-    builder = cls(data_dir=data_dir, config=config)
+    builder = _open_builder(cls, data_dir, config)
+    splits = builder.info.splits
+    if split not in splits and fallback_split in splits:
+      split = fallback_split  # e.g. a split *file* in the config, the mode's TFDS split in the records
+    if split not in splits:
+      raise ValueError(f'split: the records in {data_dir} ({builder.info.full_name}) have splits '
+                       f'{sorted(splits)}, got {split!r}')
     self.source = builder.as_data_source(split=split)
     self.split = split
+    metadata = builder.info.metadata or {}
+    shape = tuple(metadata.get('image_shape', ()) or ())
+    self.prepared_transform = ({'image_shape': shape, 'crop_borders': tuple(metadata.get('crop_borders', ()))}
+                               if shape else None)
 
   def __len__(self):
     return len(self.source)

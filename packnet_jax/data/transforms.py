@@ -3,7 +3,8 @@
 A raw sample holds PIL images (`rgb`, `rgb_context`) and numpy arrays
 (`intrinsics` [3,3] float64, `depth` [H,W,1], poses). `train_transform` /
 `eval_transform` return the final sample: float32 NHWC arrays, contexts
-stacked to [N,H,W,3], intrinsics float32.
+stacked to [N,H,W,3], intrinsics float32 (images optionally left uint8 for
+the tf.data pipeline, which divides by 255 after batching).
 """
 import numpy as np
 
@@ -99,15 +100,51 @@ def resize_sample(sample, shape):
   return sample
 
 
-def _finalize(sample):
-  """PIL/float64 → float32 NHWC arrays; contexts stacked."""
+def prepare_train_resolution(sample, image_shape, crop_borders=()):
+  """The geometric half of `train_transform` (crop, LANCZOS resize) on a raw sample.
+
+  For records written at training resolution: applying `train_transform`
+  afterwards with the same image_shape and no crop gives the same numbers as
+  applying it to the raw sample (resizing to the current size is the
+  identity: same image, intrinsics scaled by exactly 1.0, depth points kept).
+  """
+  if crop_borders:
+    sample = crop_sample(sample, parse_crop_borders(crop_borders, image_io.dims(sample['rgb'])))
+    sample.pop('intrinsics_full', None)
+  return resize_sample(sample, tuple(image_shape))
+
+
+IMAGE_KEYS = ('rgb', 'rgb_original', 'rgb_context', 'rgb_context_original')
+
+
+def _image_array(image, uint8):
+  return image_io.to_uint8(image) if uint8 else image_io.to_float(image)
+
+
+def _stack_images(images, uint8):
+  """List of PIL images → [N,H,W,3], converted straight into one array."""
+  if uint8:
+    return np.stack([image_io.to_uint8(im) for im in images])
+  h, w = image_io.dims(images[0])
+  out = np.empty((len(images), h, w, 3), np.float32)
+  for i, im in enumerate(images):
+    image_io.to_float(im, out=out[i])
+  return out
+
+
+def _finalize(sample, uint8_images=False):
+  """PIL/float64 → float32 NHWC arrays; contexts stacked.
+
+  uint8_images: keep the images as uint8 (the tf.data pipeline converts them
+  to float32 x/255 after batching: the same numbers, 4x less data to move).
+  """
   out = dict(sample)
   for key in ('rgb', 'rgb_original'):
     if key in out:
-      out[key] = image_io.to_float(out[key])
+      out[key] = _image_array(out[key], uint8_images)
   for key in ('rgb_context', 'rgb_context_original'):
     if key in out:
-      out[key] = np.stack([image_io.to_float(im) for im in out[key]])
+      out[key] = _stack_images(out[key], uint8_images)
   for key in ('intrinsics', 'intrinsics_full', 'depth', 'input_depth', 'pose'):
     if out.get(key) is not None:
       out[key] = np.asarray(out[key], dtype=np.float32)
@@ -118,23 +155,27 @@ def _finalize(sample):
   return out
 
 
-def train_transform(sample, image_shape=(), jittering=(), crop_train_borders=(), rng=None):
-  """Reference train transform: crop → resize → keep originals → jitter."""
+def train_transform(sample, image_shape=(), jittering=(), crop_train_borders=(), rng=None, uint8_images=False):
+  """Reference train transform: crop → resize → keep originals → jitter.
+
+  PIL operations return new images, so the originals are the un-jittered
+  images themselves (no copy).
+  """
   if crop_train_borders:
     sample = crop_sample(sample, parse_crop_borders(crop_train_borders, image_io.dims(sample['rgb'])))
   if image_shape:
     sample = resize_sample(sample, tuple(image_shape))
-  sample['rgb_original'] = sample['rgb'].copy()
+  sample['rgb_original'] = sample['rgb']
   if 'rgb_context' in sample:
-    sample['rgb_context_original'] = [im.copy() for im in sample['rgb_context']]
+    sample['rgb_context_original'] = list(sample['rgb_context'])
   if jittering:
     if rng is None:
       raise ValueError('rng: colour jitter needs a numpy Generator (seeded per example)')
     sample = jitter_lib.colorjitter_sample(sample, jittering, rng)
-  return _finalize(sample)
+  return _finalize(sample, uint8_images)
 
 
-def eval_transform(sample, image_shape=(), crop_eval_borders=(), mode='validation'):
+def eval_transform(sample, image_shape=(), crop_eval_borders=(), mode='validation', uint8_images=False):
   """Reference validation/test transform: only `rgb` (and input depth) resized.
 
   Intrinsics are NOT rescaled and GT depth stays at native size, as in the
@@ -151,7 +192,7 @@ def eval_transform(sample, image_shape=(), crop_eval_borders=(), mode='validatio
     if sample.get('input_depth') is not None:
       sample['input_depth'] = (resize_depth_preserve(sample['input_depth'], shape) if mode == 'validation'
                                else resize_depth_nearest(sample['input_depth'], shape))
-  return _finalize(sample)
+  return _finalize(sample, uint8_images)
 
 
 def resize_depth_nearest(depth, shape):
