@@ -21,6 +21,7 @@ import torch_writer
 from configs import default
 from packnet_jax.convert import converter
 from packnet_jax.convert import torchvision_resnet
+from packnet_jax.models import sfm_model
 from packnet_jax.models.resnet_encoder import ResnetEncoder
 from packnet_jax.train import imagenet_init
 from packnet_jax.train import model_init
@@ -28,6 +29,7 @@ from packnet_jax.train import model_init
 REPO = pathlib.Path(__file__).resolve().parents[1]
 FIXTURES = pathlib.Path(__file__).parent / 'fixtures' / 'imagenet'
 LEVELS = ('f0', 'f1', 'f2', 'f3', 'f4')
+_SFM_INIT = sfm_model.init_variables  # Kept: one test monkeypatches the module attribute.
 
 
 def load_fixture(name):
@@ -171,12 +173,23 @@ def _config(depth_version='18pt', pose_version='18pt', depth_file='', pose_file=
   return config
 
 
+def _seeded_init(model, rng, image_shape, num_context=2, batch_size=1):
+  """Stands in for sfm_model.init_variables: the same tree (eval_shape), seeded values, no eager init.
+
+  An eager init of two ResNets takes minutes on a busy 2-core machine; the
+  ImageNet step only needs the tree and distinct values.
+  """
+  shapes = jax.eval_shape(lambda: _SFM_INIT(model, rng, image_shape, num_context, batch_size))
+  values = np.random.RandomState(0)
+  return jax.tree_util.tree_map(lambda s: values.standard_normal(s.shape).astype(s.dtype), shapes)
+
+
 @pytest.fixture(scope='module')
 def fresh_variables():
-  """Random-initialised SfmModel variables (DepthResNet18 + PoseResNet18, 2 contexts, 64×64)."""
+  """Freshly initialised SfmModel variables (DepthResNet18 + PoseResNet18, 2 contexts, 64×64)."""
   config = _config(depth_version='18', pose_version='18')
-  model = model_init.build_model(config)
-  return model_init.init_variables(model, config, jax.random.PRNGKey(0), (64, 64))
+  variables = _seeded_init(model_init.build_model(config), jax.random.PRNGKey(0), (64, 64))
+  return {'params': variables['params'], 'batch_stats': variables['batch_stats']}
 
 
 def _copy(tree):
@@ -236,8 +249,9 @@ def test_tile_first_conv_closed_form():
     imagenet_init.tile_first_conv(kernel, 4)
 
 
-def test_init_variables_applies_the_file(pth, fresh_variables):
-  """model_init.init_variables (the training entry) runs the ImageNet step."""
+def test_init_variables_applies_the_file(pth, fresh_variables, monkeypatch):
+  """model_init.init_variables (the training entry) runs the ImageNet step after the random init."""
+  monkeypatch.setattr(sfm_model, 'init_variables', _seeded_init)
   config = _config(depth_file=pth[18], pose_version='18')
   variables = model_init.init_variables(model_init.build_model(config), config, jax.random.PRNGKey(0), (64, 64))
   kernel = variables['params']['depth_net']['encoder']['encoder']['conv1']['kernel']
