@@ -22,13 +22,16 @@ Loading runs Python (PIL decode, LANCZOS, jitter) inside
 `tf.numpy_function` with `num_parallel_calls=AUTOTUNE`; PIL releases the GIL
 for decoding/resizing, so threads scale. Images leave Python as uint8 and
 become float32 (x/255, the same numbers as ToTensor) after batching, which
-moves 4x fewer bytes through tf.data. `deterministic=False` lets tf.data
+moves 4x fewer bytes through tf.data. Building a pipeline also makes
+Pillow and glibc keep freed buffers for reuse (`allocators`): the same
+values, about half the CPU time per sample. `deterministic=False` lets tf.data
 emit elements out of order (faster; each element's content stays seeded).
 """
 import math
 
 import numpy as np
 
+from packnet_jax.data import allocators
 from packnet_jax.data._tf import tf
 from packnet_jax.data.transforms import IMAGE_KEYS
 
@@ -149,6 +152,7 @@ def make_train_dataset(source, *, per_device_batch, num_devices=None, seed=0, sh
   """
   process_index, process_count = _default_process(process_index, process_count)
   num_devices = _default_devices(num_devices)
+  allocators.tune()  # Reuse image buffers instead of page-faulting them in per sample.
   spec = _signature(source)
   n = len(source)
   kwargs = dict(per_device_batch=per_device_batch, num_devices=num_devices, seed=seed, shuffle=shuffle,
@@ -180,6 +184,7 @@ def make_eval_dataset(source, *, per_device_batch=1, num_devices=None, process_i
   """Single exact pass with `mask` (see module doc)."""
   process_index, process_count = _default_process(process_index, process_count)
   num_devices = _default_devices(num_devices)
+  allocators.tune()  # Reuse image buffers instead of page-faulting them in per sample.
   spec = _signature(source)
   indices, mask = eval_indices(len(source), per_device_batch=per_device_batch, num_devices=num_devices,
                                process_index=process_index, process_count=process_count)

@@ -1,6 +1,6 @@
 """TFDS builders: prepare a raw tree once as sharded records, read them back.
 
-`prepare(name, manual_dir, data_dir, config)` (what `tfds build` does; the
+`prepare(dataset, manual_dir, data_dir, config)` (what `tfds build` does; the
 builders are registered on import as `kitti_raw`, `ddad_dgp`, `image_folder`,
 so `tfds.builder('kitti_raw/synthetic', data_dir=...)` also works once this
 module is imported) converts the raw tree read by one of our readers into
@@ -53,7 +53,10 @@ class RawTreeConfig(tfds.core.BuilderConfig):
 class _RawTreeBuilder(tfds.core.GeneratorBasedBuilder):
   """Shared logic: one of our readers → TFDS examples."""
 
-  VERSION = tfds.core.Version('1.0.0')
+  VERSION = tfds.core.Version('1.1.0')
+  RELEASE_NOTES = {
+      '1.1.0': 'Examples in split order (record i = reader sample i); optional training resolution.',
+  }
 
   def __init__(self, *, file_format=None, **kwargs):
     super().__init__(file_format=file_format or 'array_record', **kwargs)
@@ -80,6 +83,8 @@ class _RawTreeBuilder(tfds.core.GeneratorBasedBuilder):
     if n_ctx:
       features['rgb_context'] = tfds.features.Sequence(
           tfds.features.Image(shape=(None, None, 3), encoding_format='png'), length=n_ctx)
+    if cfg.crop_borders:  # The train transform's crop keeps the uncropped intrinsics too.
+      features['intrinsics_full'] = tfds.features.Tensor(shape=(3, 3), dtype=np.float64, encoding='bytes')
     if cfg.depth_type:
       features['depth'] = tfds.features.Tensor(shape=(None, None, 1), dtype=np.float32, encoding='zlib')
     if cfg.with_pose:
@@ -87,7 +92,11 @@ class _RawTreeBuilder(tfds.core.GeneratorBasedBuilder):
       if n_ctx:
         features['pose_context'] = tfds.features.Tensor(shape=(n_ctx, 4, 4), dtype=np.float32)
     metadata = tfds.core.MetadataDict(image_shape=list(cfg.image_shape), crop_borders=list(cfg.crop_borders))
-    return self.dataset_info_from_configs(features=tfds.features.FeaturesDict(features), metadata=metadata)
+    # Record i must be the reader's sample i (seeded shuffling, shuffle=False
+    # and equality with the raw tree all index by it), so TFDS must not
+    # reorder the examples by key hash.
+    return self.dataset_info_from_configs(features=tfds.features.FeaturesDict(features), metadata=metadata,
+                                          disable_shuffling=True)
 
   def _split_generators(self, dl_manager):
     manual_dir = os.fspath(dl_manager.manual_dir)
@@ -106,6 +115,8 @@ class _RawTreeBuilder(tfds.core.GeneratorBasedBuilder):
         raw = transforms.prepare_train_resolution(raw, tuple(cfg.image_shape), tuple(cfg.crop_borders))
       example = {'idx': i, 'filename': raw['filename'], 'rgb': np.asarray(raw['rgb']),
                  'intrinsics': np.asarray(raw['intrinsics'], np.float64)}
+      if 'intrinsics_full' in self.info.features:
+        example['intrinsics_full'] = np.asarray(raw['intrinsics_full'], np.float64)
       if 'rgb_context' in self.info.features:
         example['rgb_context'] = [np.asarray(im) for im in raw['rgb_context']]
       if 'depth' in self.info.features:
@@ -181,16 +192,17 @@ def _registered_config(cls, name):
                    f'(expected one of {[c.name for c in cls.BUILDER_CONFIGS]})')
 
 
-def prepare(name, manual_dir, data_dir, config='synthetic', **config_overrides):
+def prepare(dataset, manual_dir, data_dir, config='synthetic', **config_overrides):
   """Builds the records (what `tfds build` does); returns the builder.
 
+  dataset: 'KITTI', 'DDAD'/'DGP', 'Image' or a builder class.
   config_overrides change fields of the named config (e.g.
   `image_shape=(192, 640)`); a changed image_shape also renames the config
   to '<name>_<H>x<W>' unless `name` is given, so full-size and
   training-resolution records never share a folder. Read such records back
   with `PreparedReader(..., config=<that name>)`.
   """
-  cls = BUILDERS.get(name, name)
+  cls = BUILDERS.get(dataset, dataset)
   if not os.path.isdir(manual_dir):
     raise ValueError(f'manual_dir: dataset root not found: {manual_dir}')
   if config_overrides:
@@ -260,7 +272,7 @@ class PreparedReader:
               'rgb': Image.fromarray(ex['rgb'], 'RGB'), 'intrinsics': np.asarray(ex['intrinsics'])}
     if 'rgb_context' in ex:
       sample['rgb_context'] = [Image.fromarray(im, 'RGB') for im in ex['rgb_context']]
-    for key in ('depth', 'pose'):
+    for key in ('depth', 'pose', 'intrinsics_full'):
       if key in ex:
         sample[key] = np.asarray(ex[key])
     if 'pose_context' in ex:

@@ -110,7 +110,6 @@ def prepare_train_resolution(sample, image_shape, crop_borders=()):
   """
   if crop_borders:
     sample = crop_sample(sample, parse_crop_borders(crop_borders, image_io.dims(sample['rgb'])))
-    sample.pop('intrinsics_full', None)
   return resize_sample(sample, tuple(image_shape))
 
 
