@@ -36,8 +36,9 @@ def benchmark_pipeline(dataset_config, *, batch_size=4, num_devices=1, num_batch
     threads: tf.data threads (None = AUTOTUNE).
 
   Returns:
-    dict of the figures above plus 'images_per_s' (= samples_per_s, target
-    images), 'seconds', 'cpu_seconds', 'samples', 'threads', 'cores'.
+    dict of the figures above plus 'images_per_s' / 'images' (= samples_per_s
+    / samples: target images), 'seconds', 'cpu_seconds', 'samples',
+    'threads', 'cores', 'num_samples' (the split's size).
   """
   source = config_lib.build_source(dataset_config, 'train', seed)
   it = config_lib.make_train_iterator(dataset_config, batch_size=batch_size, num_devices=num_devices, seed=seed,
@@ -55,7 +56,8 @@ def benchmark_pipeline(dataset_config, *, batch_size=4, num_devices=1, num_batch
   samples = num_batches * batch_size * num_devices
   cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
   result = {'samples_per_s': samples / wall, 'samples_per_cpu_s': samples / cpu,
-            'samples_per_s_per_core': samples / wall / cores, 'images_per_s': samples / wall,
+            'samples_per_s_per_core': samples / wall / cores,
+            'images_per_s': samples / wall, 'images': samples,
             'seconds': wall, 'cpu_seconds': cpu, 'samples': samples, 'threads': threads, 'cores': cores,
             'num_samples': len(source)}
   logging.info('data pipeline: %.1f samples/s, %.1f samples per CPU-second', result['samples_per_s'],
