@@ -94,12 +94,10 @@ def get_config():
       rotation_mode='euler',
       upsample_depth_maps=True,
       ssim_loss_weight=0.85,
-      occ_reg_weight=0.1,       # stored but unused, as in the reference
       smooth_loss_weight=0.001,
       C1=1e-4,
       C2=9e-4,
       photometric_reduce_op='min',
-      disp_norm=True,           # stored but unused, as in the reference
       clip_loss=0.0,
       padding_mode='zeros',
       automask_loss=True,

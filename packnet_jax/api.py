@@ -130,5 +130,9 @@ def load_model(path, dtype='float32', step=None):
     raise ValueError(f'{path}: not found (expected a .ckpt file, a converted model directory or a '
                      'training workdir)')
   model = converter.load_any(path)
+  if model.config.get(converter.ENCODER):
+    raise ValueError(f'{path}: holds ImageNet encoder weights only (torchvision ResNet-'
+                     f'{model.config[converter.ENCODER]["num_layers"]}), no depth or pose network; use it for '
+                     "training as model.<net>.pretrained_encoder with a 'pt' version")
   return PackNetModel(model.config, model.variables, dtype=compute_dtype, source=path,
                       messages=model.messages)

@@ -6,10 +6,13 @@ name first) and run through `run_main`, which turns a ValueError or a flag
 error into a single `error: ...` line and a non-zero exit status. `main`
 (training) is an absl app with the same flag names.
 """
+import re
 import sys
+import traceback
 
 from absl import flags
 
+from packnet_jax.models import registry
 from packnet_jax.utils import xla_flags
 
 EXIT_ERROR = 1
@@ -25,7 +28,7 @@ def define_checkpoint(fv):
 
 
 def define_dtype(fv, default='float32'):
-  flags.DEFINE_enum('dtype', default, ['float32', 'bfloat16', 'float16'],
+  flags.DEFINE_enum('dtype', default, list(registry.DTYPES),
                     'compute dtype (parameters stay float32)', flag_values=fv)
 
 
@@ -47,6 +50,28 @@ def parse_image_shape(text, flag='--image_shape'):
   return height, width
 
 
+# What ml_collections raises when a config file sets a key the locked schema lacks, or a wrong type.
+CONFIG_FILE_ERRORS = (AttributeError, KeyError, TypeError)
+
+
+def config_file_error(error):
+  """One line for an exception raised while a configs/*.py file built its config.
+
+  Names the file, line and statement (e.g. `config.optim.depht = ...`), so a typo in a
+  key is found at once, and keeps ml_collections' own explanation.
+  """
+  frames = [f for f in traceback.extract_tb(error.__traceback__) if '/ml_collections/' not in f.filename
+            and '/absl/' not in f.filename and '/packnet_jax/' not in f.filename]
+  where = f'{frames[-1].filename} line {frames[-1].lineno}: {frames[-1].line}: ' if frames else ''
+  detail = str(error).strip().strip('\'"')
+  unknown = re.match(r'Key "(\w+)" does not exist', detail)
+  if unknown:
+    hint = re.search(r'Did you mean "(\w+)"', detail)
+    detail = (f'key {unknown.group(1)!r}: unknown (not in configs/default.py)'
+              + (f'; did you mean {hint.group(1)!r}?' if hint else ''))
+  return f'--config: {where}{detail.splitlines()[0]}'
+
+
 def run_main(parse, body, argv=None):
   """parse(argv) → flag values; body(flag values) → exit status. Errors become one line.
 
@@ -56,7 +81,11 @@ def run_main(parse, body, argv=None):
   xla_flags.apply_cpu_defaults()
   argv = list(sys.argv if argv is None else argv)
   try:
-    return body(parse(argv)) or 0
+    try:
+      parsed = parse(argv)
+    except CONFIG_FILE_ERRORS as e:
+      raise ValueError(config_file_error(e)) from None
+    return body(parsed) or 0
   except (ValueError, flags.Error) as e:
     print(f'error: {e}', file=sys.stderr)
     return EXIT_ERROR

@@ -10,12 +10,13 @@ branches on (choices), ranges and shapes. Every CLI loads configs through
 import importlib
 import json
 
+from packnet_jax.models import registry
 from packnet_jax.models import sfm_model
 
 # Choices that the code branches on; anything else is a typo.
 CHOICES = {
     'model.name': ('SelfSupModel', 'SemiSupModel', 'VelSupModel'),
-    'compute_dtype': ('float32', 'bfloat16', 'float16'),
+    'compute_dtype': tuple(registry.DTYPES),
     'optim.name': ('Adam',),
     'optim.scheduler.name': ('StepLR',),
     'model.loss.photometric_reduce_op': ('min', 'mean'),

@@ -102,8 +102,11 @@ def _parse_flags(argv):
       if not isinstance(node, ml_collections.ConfigDict) or part not in node:
         sys.exit(f"error: config key '{key}': unknown (not in configs/default.py)")
       node = node[part]
+  from packnet_jax import cli  # pylint: disable=import-outside-toplevel
   try:
     return FLAGS(argv)
+  except cli.CONFIG_FILE_ERRORS as e:
+    sys.exit(f'error: {cli.config_file_error(e)}')
   except flags.Error as e:
     lines = [line.strip() for line in str(e).splitlines() if line.strip()] or ['bad flags']
     # A config file that raises embeds its traceback: keep the first and the exception line.

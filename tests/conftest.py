@@ -1,7 +1,18 @@
-"""Shared test setup.
+"""Shared test setup, and which device layout each test runs on.
 
-* Two fake CPU devices for every test process (set before jax is imported), so
-  pmap/multi-device code runs on CPU exactly as it would on 2 accelerators.
+Two layouts, both on CPU:
+* TWO fake devices (`--xla_force_host_platform_device_count=2`, set below before
+  jax is imported) in every pytest worker: all in-process tests, so the pmap
+  path (replicated state, [D, B] batches, pmean) runs as on 2 accelerators.
+  Among them the pmap-specific checks: test_train_step.py (pmapped step =
+  single-device step), test_train_loop.py, test_eval_runner.py (padding over
+  2 devices), test_reliability_training.py and test_train_multihost.py.
+* ONE device, the layout of a one-GPU or laptop user and of the README: the
+  CLI end-to-end tests, which run `python -m packnet_jax.<tool>` in a
+  subprocess with `single_device_env()` (the flag removed):
+  test_single_device_cli.py (main → eval / infer / export on the workdir →
+  resume) and test_ddad_e2e.py; test_every_config.py runs its train steps with
+  `jax.jit` on one device in-process; `.ci/run` runs the README demo the same way.
 * `fixture(name)` loads a vendored reference fixture from tests/fixtures/reference.
 * `nchw_to_nhwc` converts the reference's NCHW arrays to our NHWC layout.
 """
@@ -20,6 +31,17 @@ import pytest  # noqa: E402
 
 FIXTURES = pathlib.Path(__file__).parent / 'fixtures' / 'reference'
 sys.path.insert(0, str(pathlib.Path(__file__).parent))  # for `import recipe`
+
+
+def single_device_env():
+  """os.environ for a subprocess that sees ONE CPU device (the fake-device flag removed)."""
+  env = dict(os.environ)
+  flags = [f for f in env.get('XLA_FLAGS', '').split() if 'xla_force_host_platform_device_count' not in f]
+  if flags:
+    env['XLA_FLAGS'] = ' '.join(flags)
+  else:
+    env.pop('XLA_FLAGS', None)
+  return env
 
 
 def load_npz(name):

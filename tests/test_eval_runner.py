@@ -2,9 +2,9 @@
 
 A DepthResNet18 with fixed random weights is written as a converted directory;
 `python -m packnet_jax.eval` runs the test split (3 samples on 2 devices × 2 per
-device, so one slot is padding) and must print the four reference rows and the
-distance bins, write JSON equal to the table, and equal a direct call of the
-metric functions on the same predictions.
+device, so one slot is padding) and must print the four reference rows, the
+constant-depth baseline and the distance bins, write JSON equal to the table, and
+equal a direct call of the metric functions on the same predictions.
 """
 import contextlib
 import io
@@ -21,10 +21,16 @@ import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / 'tools'))
 from benchmark import random_variables  # noqa: E402  pylint: disable=wrong-import-position
+from packnet_jax import api
+from packnet_jax import config_utils
 from packnet_jax.eval import metrics as metrics_lib
+from packnet_jax.eval import predict as predict_lib
+from packnet_jax.eval import report
 from packnet_jax.eval import runner
 from packnet_jax.eval.__main__ import main as eval_main
 from packnet_jax.geometry.depth import inv2depth
+
+REFERENCE_ROWS = tuple(r for r in runner.ROWS if r != 'median_baseline_gt')
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHAPE = (64, 192)
@@ -79,7 +85,7 @@ def _table_rows(text):
   """{label: [7 floats], ...} from the printed table."""
   rows = {}
   for line in text.splitlines():
-    m = re.match(r'^(depth\S*(?: \[[^\]]+\])?)\s+((?:-?[\d.]+|-)(?:\s+(?:-?[\d.]+|-)){6})\s+(\d+)$', line)
+    m = re.match(r'^((?:depth|median)\S*(?: \[[^\]]+\])?)\s+((?:-?[\d.]+|-)(?:\s+(?:-?[\d.]+|-)){6})\s+(\d+)$', line)
     if m:
       rows[m.group(1)] = [float('nan') if v == '-' else float(v) for v in m.group(2).split()] + [int(m.group(3))]
   return rows
@@ -90,6 +96,7 @@ def test_cli_prints_four_rows_and_bins(cli_run):
   rows = _table_rows(text)
   for row in runner.ROWS:
     assert row in rows
+  for row in REFERENCE_ROWS:
     for lo, hi in runner.DEFAULT_BINS:
       assert f'{row} [{runner.bin_name(lo, hi)} m]' in rows
   # Exact single pass: 3 test frames although 2 devices × 2 per device = 4 slots per batch.
@@ -105,6 +112,7 @@ def test_json_matches_table(cli_run):
     table = rows[row][:7]
     json_values = [results[row][m] for m in metrics_lib.METRIC_NAMES]
     np.testing.assert_allclose(table, json_values, atol=5.1e-5)
+  for row in REFERENCE_ROWS:
     for name, bin_rows in results['bins'].items():
       values = [bin_rows[row][m] for m in metrics_lib.METRIC_NAMES]
       np.testing.assert_allclose(rows[f'{row} [{name} m]'][:7], values, atol=5.1e-5)
@@ -121,20 +129,26 @@ def test_metrics_equal_direct_call(scene, cli_run):
   config.datasets.test.path = str(data_dir)
   config.datasets.test.split = 'splits/test.txt'
   config.datasets.augmentation.image_shape = SHAPE
-  loaded = runner.load_depth_model(str(model_dir), config)
-  ds_config = runner.dataset_config(config, 'test')
+  loaded = api.load_model(str(model_dir))
+  ds_config = config_utils.dataset_config(config, 'test')
   params = runner.MetricParams.from_config(config)
   batches = list(data.build_dataset(ds_config, 'test', batch_size=2, num_devices=2).as_numpy_iterator())
-  results, preds = runner.evaluate(loaded.model, loaded.variables, batches, params, progress=False,
-                                   keep_predictions=True)
+  seen = []
+  results = runner.evaluate(loaded.depth_net, loaded.variables['depth'], batches, params, progress=False,
+                            on_batch=lambda batch, inv: seen.append(inv))
   mask = np.concatenate([b['mask'].reshape(-1) for b in batches]).astype(bool)
   gt = np.concatenate([b['depth'].reshape((-1,) + b['depth'].shape[2:]) for b in batches])[mask]
-  inv = np.stack([p[0] for p in preds])
-  inv_flipped = np.stack([p[1] for p in preds])
+  rgb = np.concatenate([b['rgb'].reshape((-1,) + b['rgb'].shape[2:]) for b in batches])[mask]
+  inv, inv_flipped = (np.asarray(x) for x in predict_lib.inv_depth_and_flipped(
+      loaded.depth_net, loaded.variables['depth'], jnp.asarray(rgb)))
+  np.testing.assert_allclose(np.concatenate([x.reshape((-1,) + x.shape[2:]) for x in seen])[mask], inv,
+                             rtol=1e-5, atol=1e-6)
   assert gt.shape[0] == inv.shape[0] == 3
   kwargs = dict(min_depth=params.min_depth, max_depth=params.max_depth, crop=params.crop,
                 scale_output=params.scale_output)
   direct = metrics_lib.evaluate_depth(jnp.asarray(gt), jnp.asarray(inv), jnp.asarray(inv_flipped), **kwargs)
+  direct['median_baseline_gt'] = metrics_lib.compute_depth_metrics(
+      jnp.asarray(gt), jnp.ones_like(jnp.asarray(inv)), use_gt_scale=True, **kwargs)
   for row in runner.ROWS:
     got = [results[row][m] for m in metrics_lib.METRIC_NAMES]
     np.testing.assert_allclose(got, np.asarray(direct[row]), rtol=1e-5, atol=1e-6)
@@ -177,7 +191,7 @@ def test_variable_gt_sizes_and_padding_are_exact():
     rows = evaluate_depth(jnp.asarray(gt[0, i:i + 1, :h, :w]), jnp.asarray(inv[0, i:i + 1]),
                                       jnp.asarray(inv_flipped[0, i:i + 1]), crop='garg')
     per_sample.append({k: np.asarray(v) for k, v in rows.items()})
-  for row in runner.ROWS:
+  for row in REFERENCE_ROWS:
     want = np.mean([s[row] for s in per_sample], axis=0)
     np.testing.assert_allclose([results[row][m] for m in metrics_lib.METRIC_NAMES], want, rtol=1e-5, atol=1e-6)
 
@@ -203,7 +217,7 @@ def test_per_camera_groups():
   np.testing.assert_allclose(cam1['bins']['0-80']['depth']['rmse'], m[0, 2])
   np.testing.assert_allclose(results['median_scale_ratio'], 2.0)
   np.testing.assert_allclose(cam1['median_scale_ratio'], 2.5)
-  assert 'camera_01' in runner.format_table(results)
+  assert 'camera_01' in report.format_table(results)
 
 
 def test_parse_bins_and_errors():
@@ -214,21 +228,22 @@ def test_parse_bins_and_errors():
   with pytest.raises(ValueError, match='increasing'):
     runner.parse_bins('10,5')
   with pytest.raises(ValueError, match='not found'):
-    runner.load_depth_model('/nonexistent/model.ckpt')
+    api.load_model('/nonexistent/model.ckpt')
 
 
-def test_cli_bad_checkpoint_exits_2(scene, capsys):
+def test_cli_bad_checkpoint_is_one_line(scene, capsys):
   argv = _argv(scene)
   argv[2] = '/nonexistent/path.ckpt'
-  assert eval_main(argv) == 2
-  assert 'not found' in capsys.readouterr().err
+  assert eval_main(argv) == 1
+  err = capsys.readouterr().err.strip()
+  assert err.startswith('error: ') and 'not found' in err and '\n' not in err
 
 
 def test_load_training_workdir(tmp_path):
-  """A workdir written by the trainer's checkpointing: the latest step's depth-net variables."""
-  from configs import kitti_resnet18
-  from packnet_jax.models import registry, sfm_model
-  from packnet_jax.train import checkpointing, optim, train_state
+  """A workdir written by the trainer: config.json + checkpoints; newest step by default, or `step`."""
+  from configs import demo
+  from packnet_jax.models import registry
+  from packnet_jax.train import checkpointing, optim, train_state, workdir
   net, depth_vars = random_depth_resnet18(seed=1)
   pose = registry.build_pose_net('PoseNet')
   pose_vars = jax.eval_shape(pose.init, jax.random.PRNGKey(0), jnp.zeros((1, 64, 64, 3)),
@@ -236,6 +251,8 @@ def test_load_training_workdir(tmp_path):
   pose_vars = jax.tree_util.tree_map(lambda s: np.full(s.shape, 0.5, s.dtype), pose_vars)
   params = {'depth_net': depth_vars['params'], 'pose_net': pose_vars['params']}
   tx, _ = optim.create_optimizer(depth_lr=1e-4, pose_lr=1e-4)
+  with pytest.raises(ValueError, match='not a training workdir'):
+    workdir.restore_networks(tmp_path)
   manager = checkpointing.create_manager(tmp_path, async_save=False)
   for step in (3, 7):
     stats = jax.tree_util.tree_map(lambda x, s=step: x + s, depth_vars['batch_stats'])
@@ -243,14 +260,20 @@ def test_load_training_workdir(tmp_path):
                                           rng=jax.random.PRNGKey(0), step=step)
     checkpointing.save(manager, state, {'epoch': 0})
   manager.wait_until_finished()
-  loaded = runner.load_depth_model(str(tmp_path), kitti_resnet18.get_config())
-  assert isinstance(loaded.model, type(net)) and loaded.source.endswith('(step 7)')
-  want = {'params': depth_vars['params'],
-          'batch_stats': jax.tree_util.tree_map(lambda x: x + 7, depth_vars['batch_stats'])}
-  assert jax.tree_util.tree_structure(loaded.variables) == jax.tree_util.tree_structure(want)
-  for a, b in zip(jax.tree_util.tree_leaves(loaded.variables), jax.tree_util.tree_leaves(want)):
-    np.testing.assert_array_equal(a, b)
-  with pytest.raises(ValueError, match='--config'):
-    runner.load_depth_model(str(tmp_path))
-  with pytest.raises(ValueError, match='training workdir'):
-    runner.load_depth_model(str(tmp_path / 'checkpoints' / '7'), kitti_resnet18.get_config())
+  with pytest.raises(ValueError, match='config.json'):
+    api.load_model(str(tmp_path))
+  workdir.write_config(str(tmp_path), demo.get_config())
+  for step in (None, 3):
+    loaded = api.load_model(str(tmp_path), step=step)
+    want_step = step or 7
+    assert isinstance(loaded.depth_net, type(net)) and loaded.source.endswith(f'(step {want_step})')
+    assert loaded.image_shape == (64, 192) and loaded.pose_net is not None
+    want = {'params': depth_vars['params'],
+            'batch_stats': jax.tree_util.tree_map(lambda x, s=want_step: x + s, depth_vars['batch_stats'])}
+    assert jax.tree_util.tree_structure(loaded.variables['depth']) == jax.tree_util.tree_structure(want)
+    for a, b in zip(jax.tree_util.tree_leaves(loaded.variables['depth']), jax.tree_util.tree_leaves(want)):
+      np.testing.assert_array_equal(a, b)
+  with pytest.raises(ValueError, match='no checkpoint at step 5'):
+    api.load_model(str(tmp_path), step=5)
+  with pytest.raises(ValueError, match='--step'):
+    api.load_model(str(tmp_path / 'checkpoints' / '7'), step=3)

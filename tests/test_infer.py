@@ -60,7 +60,7 @@ def test_folder_of_pngs(tmp_path, model_dir):
   for image, name in zip(images, ('b.png', 'a.png', 'sub/c.png')):
     Image.fromarray(image).save(folder / name)
   out = tmp_path / 'out'
-  rc = infer.main(['--checkpoint', str(model_dir), '--input', str(folder), '--output', str(out),
+  rc = infer.main(['infer', '--checkpoint', str(model_dir), '--input', str(folder), '--output', str(out),
                    '--save', 'png', '--save', 'ply', '--image_shape', f'{H},{W}', '--batch_size', '2',
                    '--quiet'])
   assert rc == 0
@@ -87,7 +87,7 @@ def test_video(tmp_path, model_dir):
     writer.append_data(frame)
   writer.close()
   out = tmp_path / 'out'
-  rc = infer.main(['--checkpoint', str(model_dir), '--input', str(video), '--output', str(out), '--save', 'mp4',
+  rc = infer.main(['infer', '--checkpoint', str(model_dir), '--input', str(video), '--output', str(out), '--save', 'mp4',
                    '--image_shape', f'{H},{W}', '--flip_pp', '--quiet'])
   assert rc == 0
   assert sorted(os.listdir(out)) == sorted([f'clip_{i:06d}.npz' for i in range(10)] + ['clip_depth.mp4'])
@@ -129,7 +129,7 @@ def test_bad_input_gives_one_line_error(tmp_path, model_dir, capsys, case, patte
       (tmp_path / 'file.txt').write_text('x')
       out = tmp_path / 'file.txt' / 'out'
     extra = {'mp4_needs_video': ['--save', 'mp4'], 'bad_shape': ['--image_shape', '60,96']}.get(case, [])
-  rc = infer.main(['--checkpoint', str(model_dir), '--input', str(inputs), '--output', str(out), '--quiet',
+  rc = infer.main(['infer', '--checkpoint', str(model_dir), '--input', str(inputs), '--output', str(out), '--quiet',
                    *(extra or ['--image_shape', f'{H},{W}'])])
   err = capsys.readouterr().err
   assert rc == 1

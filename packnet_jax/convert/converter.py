@@ -33,7 +33,6 @@ from packnet_jax.utils import io as io_utils
 CONFIG_FILE = 'model_config.json'
 VARIABLES_DIR = 'variables'
 FORMAT = 'packnet_jax.converted/1'
-NODES = {'depth': 'depth_net', 'pose': 'pose_net'}
 # Key of the ResNet trunk in an encoder-only (ImageNet) converted model.
 ENCODER = 'encoder'
 # Any multiple of 32 works: parameter shapes do not depend on the image size.
@@ -101,7 +100,7 @@ def convert_checkpoint(path):
     return convert_imagenet_encoder(path, loaded)
   ckpt = checkpoint_lib.read_checkpoint(path, loaded=loaded)
   variables, unused, messages, specs = {}, {}, [], {}
-  for kind, node in NODES.items():
+  for kind, node in registry.NETWORKS.items():
     spec, weights = ckpt.specs.get(kind), ckpt.networks.get(kind)
     if spec is None:
       messages.append(f'{node}: not in checkpoint')

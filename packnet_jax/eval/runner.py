@@ -207,7 +207,7 @@ def _decode(name):
 def _batch_metrics(acc, batch, inv, inv_flipped, params, cameras):
   """Adds one pipeline batch ([D,B,...] numpy) to the accumulator."""
   n = inv.shape[0] * inv.shape[1]
-  flat = lambda x: np.asarray(x).reshape((n,) + np.asarray(x).shape[2:])
+  flat = device_layout.unshard
   inv, inv_flipped, gt = flat(inv), flat(inv_flipped), flat(batch['depth'])
   mask = flat(batch['mask']).astype(bool) if 'mask' in batch else np.ones(n, bool)
   hw = flat(batch['depth_hw']) if 'depth_hw' in batch else np.tile(gt.shape[1:3], (n, 1))

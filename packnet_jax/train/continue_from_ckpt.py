@@ -19,9 +19,9 @@ from absl import logging
 
 from packnet_jax.convert import checkpoint as ckpt_lib
 from packnet_jax.convert import keymap
+from packnet_jax.models.registry import NETWORKS as NETS
 
 GROUP_NAMES = {'depth': 'Depth', 'pose': 'Pose'}   # ours → the reference's group names
-NETS = {'depth': 'depth_net', 'pose': 'pose_net'}
 _BUFFER_SUFFIXES = ('.running_mean', '.running_var', '.num_batches_tracked')
 
 

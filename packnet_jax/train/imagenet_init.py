@@ -22,9 +22,9 @@ from absl import logging
 from flax import traverse_util
 
 from packnet_jax.convert import torchvision_resnet
+from packnet_jax.models import registry
 
 RESNET_NETS = ('DepthResNet', 'PoseResNet')
-NETS = ('depth_net', 'pose_net')
 # Where the ResNet trunk sits inside DepthResNet / PoseResNet variables.
 ENCODER_PATH = ('encoder', 'encoder')
 _FIRST_CONV = ('conv1', 'kernel')
@@ -131,7 +131,7 @@ def apply_imagenet_encoders(variables, config):
       encoder weights, or `pretrained_encoder` set for a net that is not 'pt'.
   """
   cache = {}
-  for net in NETS:
+  for net in registry.NETWORKS.values():
     node = config.model[net]
     path = node.pretrained_encoder
     if net not in variables['params']:

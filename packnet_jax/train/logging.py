@@ -16,11 +16,6 @@ def create_writer(workdir, *, asynchronous=True):
       workdir, just_logging=jax.process_index() > 0, asynchronous=asynchronous)
 
 
-def scalars(metrics, prefix=''):
-  """{name: scalar array} → {prefix + name: python float}."""
-  return {prefix + k: float(np.asarray(v)) for k, v in metrics.items()}
-
-
 def depth_panel(rgb, inv_depth):
   """Input image next to its colour-mapped inverse depth: [H, 2W, 3] uint8.
 

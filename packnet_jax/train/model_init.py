@@ -52,11 +52,17 @@ def build_model(config):
                             rotation_mode=config.model.loss.rotation_mode)
 
 
-def init_variables(model, config, rng, image_shape):
-  """Random-initialised variables {'params', 'batch_stats'} (numpy), ImageNet encoders, then released weights."""
+def init_variables(model, config, rng, image_shape, load_weights=True):
+  """Random-initialised variables {'params', 'batch_stats'} (numpy), ImageNet encoders, then released weights.
+
+  `load_weights=False` skips both (a run resuming from its own checkpoint overwrites them anyway,
+  and must not need the weight files again).
+  """
   variables = jax.device_get(sfm_model.init_variables(
       model, rng, image_shape, num_context=max(1, num_contexts(config))))
   variables = {'params': variables['params'], 'batch_stats': variables.get('batch_stats', {})}
+  if not load_weights:
+    return variables
   # 'pt' versions: torchvision ImageNet weights in the ResNet encoders (a checkpoint below still wins).
   variables = imagenet_init.apply_imagenet_encoders(variables, config)
   return load_pretrained(variables, config)
@@ -66,6 +72,9 @@ def _read_weights(path):
   """{'depth'|'pose': Flax variables} from a `.ckpt` file or a converted directory."""
   from packnet_jax.convert import converter  # pylint: disable=import-outside-toplevel
   model = converter.load_any(path)
+  if model.config.get(converter.ENCODER):
+    raise ValueError(f'{path}: ImageNet encoder weights only, not a network checkpoint; pass it as '
+                     "model.depth_net.pretrained_encoder / model.pose_net.pretrained_encoder (version '18pt', ...)")
   for message in model.messages:
     logging.info('%s: %s', path, message)
   return model.variables

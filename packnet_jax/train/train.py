@@ -35,6 +35,7 @@ from packnet_jax.train import optim
 from packnet_jax.train import train_step as train_step_lib
 from packnet_jax.train import workdir as workdir_lib
 from packnet_jax.train.device_layout import DeviceLayout
+from packnet_jax.train.device_layout import unshard
 from packnet_jax.train.train_state import TrainState
 from packnet_jax.train.train_state import step_rng
 from packnet_jax.utils import io as io_utils
@@ -76,18 +77,22 @@ def _steps_per_epoch(config, num_samples):
   return steps
 
 
-def create_train_state(config, model, steps_per_epoch):
-  """Fresh TrainState (random init + released weights) on the host, and the lr schedules."""
+def create_train_state(config, model, steps_per_epoch, load_weights=True):
+  """Fresh TrainState on the host, and the lr schedules.
+
+  Random init, then (unless `load_weights` is False, for a run about to restore its own
+  checkpoint) ImageNet encoders, released weights and a reference run's optimiser state.
+  """
   rng = jax.random.PRNGKey(config.arch.seed)
   init_rng, state_rng = jax.random.split(rng)
   image_shape = tuple(config.datasets.augmentation.image_shape)
   if not image_shape:
     raise ValueError("config key 'datasets.augmentation.image_shape': expected (H, W), got ()")
-  variables = model_init.init_variables(model, config, init_rng, image_shape)
+  variables = model_init.init_variables(model, config, init_rng, image_shape, load_weights=load_weights)
   tx, schedules = optim.optimizer_from_config(config.optim, steps_per_epoch)
   state = TrainState.create(params=variables['params'], batch_stats=variables['batch_stats'],
                             tx=tx, rng=state_rng)
-  if config.model.continue_training:
+  if config.model.continue_training and load_weights:
     if not config.model.checkpoint_path:
       raise ValueError("config key 'model.continue_training': needs 'model.checkpoint_path' (a .ckpt)")
     state = continue_from_ckpt.continue_training(state, config.model.checkpoint_path,
@@ -135,7 +140,7 @@ def run_validation(config, model, host_state, writer, step, workdir):
   writer.write_scalars(step, {f'val/{k}': v for k, v in report.scalars(results).items()})
   if last and config.datasets.validation.num_logs > 0:
     rgb, inv = last[0]
-    train_logging.write_depth_images(writer, step, _flat(rgb), _flat(inv), name='val/depth',
+    train_logging.write_depth_images(writer, step, unshard(rgb), unshard(inv), name='val/depth',
                                      max_images=config.datasets.validation.num_logs)
   if jax.process_index() == 0:
     report.write_json(os.path.join(workdir, workdir_lib.VALIDATION_FILE), dict(results, step=step))
@@ -143,14 +148,9 @@ def run_validation(config, model, host_state, writer, step, workdir):
   return results
 
 
-def _flat(x):
-  x = np.asarray(x)
-  return x.reshape((-1,) + x.shape[2:])
-
-
 def _log_depth_images(model, host_state, batch, writer, step):
   """Inverse depth of the current training batch next to its images (TensorBoard)."""
-  rgb = _flat(batch['rgb'])
+  rgb = unshard(batch['rgb'])
   inv = _predict_inv_depth(model.depth_net, depth_variables(host_state.params, host_state.batch_stats),
                            jnp.asarray(rgb, jnp.float32))
   train_logging.write_depth_images(writer, step, rgb, np.asarray(inv), name='train/depth')
@@ -216,10 +216,11 @@ def train_and_evaluate(config, workdir):
   total_steps = int(config.arch.max_steps or config.arch.max_epochs * steps_per_epoch)
 
   model = model_init.build_model(config)
-  state, schedules = create_train_state(config, model, steps_per_epoch)
   manager = checkpointing.create_manager(workdir, keep=config.checkpoint.keep,
                                          async_save=config.checkpoint.async_save)
-  if manager.latest_step() is not None:
+  resuming = manager.latest_step() is not None
+  state, schedules = create_train_state(config, model, steps_per_epoch, load_weights=not resuming)
+  if resuming:
     state, meta = checkpointing.restore(manager, state)
     logging.info('resumed from %s at step %d', manager.directory, meta.get('step', -1))
   start_step = int(state.step)

@@ -41,13 +41,6 @@ class TrainState(flax.struct.PyTreeNode):
                skipped_steps=jnp.zeros((), jnp.int32), bad_streak=jnp.zeros((), jnp.int32),
                tx=tx)
 
-  @property
-  def variables(self):
-    """Flax variables for model.apply."""
-    if self.batch_stats:
-      return {'params': self.params, 'batch_stats': self.batch_stats}
-    return {'params': self.params}
-
 
 def step_rng(rng, step):
   """The PRNG key of train step `step` (independent of restarts)."""

@@ -1,0 +1,92 @@
+"""Every experiment file in configs/ trains: load, validate, build its networks, run 2 train steps.
+
+Only data paths and the image shape are overridden (plus, for ImageNet-initialised
+'pt' versions, the path of the encoder weights), so a config whose keys, networks,
+loss or data settings rot fails here. Runs on one device (jit), the layout of a
+one-GPU user, at a tiny shape on the synthetic trees. The DDAD configs run on the
+synthetic DGP scene of tools/make_synthetic_ddad.py.
+"""
+import importlib
+import pathlib
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import make_imagenet_fixture as imagenet_recipe
+import torch_writer
+
+from packnet_jax import config_utils
+from packnet_jax.data import config as data_config
+from packnet_jax.train import model_init
+from packnet_jax.train import train
+from packnet_jax.train import train_step as train_step_lib
+from packnet_jax.train.train_state import step_rng
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+EXPERIMENTS = sorted(p.stem for p in (ROOT / 'configs').glob('*.py') if p.stem not in ('__init__', 'default'))
+SHAPE = (32, 64)
+
+
+@pytest.fixture(scope='module')
+def trees(tmp_path_factory):
+  """Synthetic KITTI and DDAD trees, and an ImageNet-format ResNet-18 file."""
+  root = tmp_path_factory.mktemp('trees')
+  subprocess.run([sys.executable, str(ROOT / 'tools' / 'make_synthetic_kitti.py'), '--output',
+                  str(root / 'kitti'), '--frames', '16', '--height', '32', '--width', '96'],
+                 check=True, capture_output=True)
+  subprocess.run([sys.executable, str(ROOT / 'tools' / 'make_synthetic_ddad.py'), '--output',
+                  str(root / 'ddad'), '--frames', '8', '--val_frames', '3', '--height', '32', '--width', '64'],
+                 check=True, capture_output=True)
+  torch_writer.save_zip(imagenet_recipe.torchvision_state_dict(18), root / 'resnet18-f37072fd.pth')
+  return {'kitti': root / 'kitti', 'ddad': root / 'ddad' / 'ddad.json',
+          'images': root / 'kitti' / '2011_09_26' / '2011_09_26_drive_0001_sync' / 'image_02' / 'data',
+          'resnet18': root / 'resnet18-f37072fd.pth'}
+
+
+def point_at_synthetic_data(config, trees):
+  """Overrides data paths and the image shape only."""
+  config.datasets.augmentation.image_shape = SHAPE
+  for mode, node in (('train', config.datasets.train), ('val', config.datasets.validation),
+                     ('test', config.datasets.test)):
+    if node.dataset == 'KITTI':
+      node.path, node.split = str(trees['kitti']), f'splits/{mode}.txt'
+    elif node.dataset in ('DGP', 'DDAD'):
+      node.path = str(trees['ddad'])
+    elif node.dataset in ('Image', 'Video'):
+      node.path = str(trees['images'])
+  for net in ('depth_net', 'pose_net'):
+    if config.model[net].version.endswith('pt'):
+      config.model[net].pretrained_encoder = str(trees['resnet18'])
+  return config
+
+
+@pytest.mark.parametrize('name', EXPERIMENTS)
+def test_config_trains_two_steps(name, trees):
+  config = point_at_synthetic_data(importlib.import_module(f'configs.{name}').get_config(), trees)
+  config_utils.validate_config(config)
+  train_cfg = config_utils.dataset_config(config, 'train')
+  source = data_config.build_source(train_cfg, 'train', seed=config.arch.seed)
+  batches = data_config.make_train_iterator(
+      train_cfg, batch_size=config.datasets.train.batch_size, num_devices=1, seed=config.arch.seed,
+      shuffle=config.datasets.train.shuffle, source=source, process_index=0, process_count=1)
+  model = model_init.build_model(config)
+  state, _ = train.create_train_state(config, model, steps_per_epoch=10)
+  step = train_step_lib.jit_train_step(train_step_lib.make_train_step(
+      model, model_init.loss_options(config), flip_lr_prob=config.model.loss.flip_lr_prob))
+  before = jax.tree_util.tree_map(np.asarray, state.params)
+  device_state = jax.device_put(state)
+  for i in range(2):
+    batch = {k: jnp.asarray(v[0]) for k, v in train_step_lib.model_inputs(next(batches)).items()}
+    device_state, metrics = step(device_state, batch, step_rng(jnp.asarray(state.rng), i))
+    assert np.isfinite(float(metrics['loss'])), (name, i, metrics)
+    assert int(metrics['bad_streak']) == 0
+  after = jax.device_get(device_state.params)
+  moved = [not np.array_equal(a, b) for a, b in zip(jax.tree_util.tree_leaves(before),
+                                                      jax.tree_util.tree_leaves(after))]
+  assert all(moved), f'{name}: {moved.count(False)} parameter arrays did not change in 2 steps'
+  # Its evaluation split builds too (the validation path of the same config).
+  eval_cfg = config_utils.dataset_config(config, 'validation')
+  assert len(data_config.build_source(eval_cfg, 'validation')) > 0
