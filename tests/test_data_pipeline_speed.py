@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tensorflow_datasets.core.features import tensor_feature
+
 from conftest import FIXTURES
 import packnet_jax.data as data
 from packnet_jax.data import allocators
@@ -153,17 +155,21 @@ def decode_counter(monkeypatch):
   return calls
 
 
-def test_each_frame_is_decoded_once_per_sample(decode_counter, records, tmp_path):
+def test_each_frame_is_decoded_once_per_sample(decode_counter, records, tmp_path, monkeypatch):
   # Raw tree, train transform with jitter: target + 2 contexts = 3 decodes.
   source = data.build_source(RAW, 'train')
   decode_counter.clear()
   source(1, 0)
   assert decode_counter == ['zip'] * 3
-  # Prepared records (TFDS decodes the stored PNGs): 3 as well.
+  # Records at training resolution: no image decode; one inflate each for rgb, the context stack, depth.
   prepared = data.build_source(dict(RAW, tfds_data_dir=records[0], tfds_config='synthetic_30x96'), 'train')
-  decode_counter.clear()
-  prepared(2, 0)
-  assert decode_counter == ['zip'] * 3
+  inflated = []
+  real_decompress = tensor_feature.zlib.decompress
+  with monkeypatch.context() as patch:
+    patch.setattr(tensor_feature.zlib, 'decompress', lambda b: inflated.append(len(b)) or real_decompress(b))
+    decode_counter.clear()
+    prepared(2, 0)
+  assert decode_counter == [] and len(inflated) == 3
   # Velodyne projected on the fly needs the frame size: read from the header, not a 4th decode.
   root = tmp_path / 'kitti'
   shutil.copytree(ROOT, root)

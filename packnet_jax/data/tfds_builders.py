@@ -43,9 +43,10 @@ class RawTreeConfig(tfds.core.BuilderConfig):
   with_pose: bool = False
   cameras: tuple = ()
   # Training resolution (H, W): each example is stored after the train
-  # transform's crop (crop_borders) and LANCZOS resize, so reading decodes
-  # small PNGs and resizes nothing. Train splits only (evaluation keeps the
-  # native size). () = native size, transforms at read time.
+  # transform's crop (crop_borders) and LANCZOS resize, frames as zlib'ed
+  # uint8 arrays, so reading inflates small frames and resizes nothing.
+  # Train splits only (evaluation keeps the native size).
+  # () = native size (PNG frames), transforms at read time.
   image_shape: tuple = ()
   crop_borders: tuple = ()
 
@@ -77,12 +78,20 @@ class _RawTreeBuilder(tfds.core.GeneratorBasedBuilder):
     features = {
         'idx': np.int64,
         'filename': tfds.features.Text(),
-        'rgb': tfds.features.Image(shape=(None, None, 3), encoding_format='png'),
         'intrinsics': tfds.features.Tensor(shape=(3, 3), dtype=np.float64, encoding='bytes'),  # exact f64
     }
-    if n_ctx:
-      features['rgb_context'] = tfds.features.Sequence(
-          tfds.features.Image(shape=(None, None, 3), encoding_format='png'), length=n_ctx)
+    if cfg.image_shape:
+      # Training resolution: zlib-compressed uint8 arrays, lossless like PNG
+      # but ~2.5x faster to read (no PNG unfiltering) for ~1.4x the bytes.
+      h, w = cfg.image_shape
+      features['rgb'] = tfds.features.Tensor(shape=(h, w, 3), dtype=np.uint8, encoding='zlib')
+      if n_ctx:
+        features['rgb_context'] = tfds.features.Tensor(shape=(n_ctx, h, w, 3), dtype=np.uint8, encoding='zlib')
+    else:
+      features['rgb'] = tfds.features.Image(shape=(None, None, 3), encoding_format='png')
+      if n_ctx:
+        features['rgb_context'] = tfds.features.Sequence(
+            tfds.features.Image(shape=(None, None, 3), encoding_format='png'), length=n_ctx)
     if cfg.crop_borders:  # The train transform's crop keeps the uncropped intrinsics too.
       features['intrinsics_full'] = tfds.features.Tensor(shape=(3, 3), dtype=np.float64, encoding='bytes')
     if cfg.depth_type:
@@ -118,7 +127,8 @@ class _RawTreeBuilder(tfds.core.GeneratorBasedBuilder):
       if 'intrinsics_full' in self.info.features:
         example['intrinsics_full'] = np.asarray(raw['intrinsics_full'], np.float64)
       if 'rgb_context' in self.info.features:
-        example['rgb_context'] = [np.asarray(im) for im in raw['rgb_context']]
+        frames = [np.asarray(im) for im in raw['rgb_context']]
+        example['rgb_context'] = np.stack(frames) if cfg.image_shape else frames
       if 'depth' in self.info.features:
         example['depth'] = np.asarray(raw['depth'], np.float32)
       if 'pose' in self.info.features:
