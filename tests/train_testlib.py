@@ -22,6 +22,7 @@ class TinyDepthNet(nn.Module):
   version: str = ''
   dropout: float = 0.0
   dtype: Any = jnp.float32
+  remat: str = 'none'   # accepted like the real depth nets' (config model.remat); nothing to remat here
 
   @nn.compact
   def __call__(self, rgb, train=False):
