@@ -1,4 +1,4 @@
-"""Every configuration key, with the PyTorch reference's defaults (SPEC §7).
+"""Every configuration key, with the PyTorch reference's defaults (docs/reference.md §7).
 
 Not meant to be trained directly (it names no dataset or network); the experiment
 files in this folder import it and override only what differs, e.g.

@@ -75,7 +75,7 @@ class PackNetModel:
 
     Args:
       images: [B,H,W,3], H and W multiples of 32.
-      flip_pp: fuse with the prediction on the flipped image (SPEC §5).
+      flip_pp: fuse with the prediction on the flipped image (docs/reference.md §5).
 
     Returns:
       [B,H,W,1] float32 inverse depth.

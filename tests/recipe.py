@@ -1,4 +1,4 @@
-"""The deterministic weight recipe of the reference fixtures (SPEC §9), in numpy.
+"""The deterministic weight recipe of the reference fixtures (docs/reference.md §9), in numpy.
 
 Used only by tests: it fills a torch-style state dict (network-level keys, torch
 shapes) that then goes through the converter's key mapping like a real `.ckpt`.

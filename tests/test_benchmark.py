@@ -32,7 +32,7 @@ def test_forward_cli_prints_json_lines():
   assert rec['min_s'] <= rec['median_s']
   assert rec['frames_per_s'] == pytest.approx(1 / rec['median_s'])
   assert rec['compile_s'] > 0
-  assert rec['num_params'] == 1_592_684  # SPEC §2.7, PoseNet with 2 context images
+  assert rec['num_params'] == 1_592_684  # docs/reference.md §2.7, PoseNet with 2 context images
   for key in ENV_KEYS:
     assert key in rec
   assert rec['platform'] == 'cpu'
@@ -44,7 +44,7 @@ def test_forward_depth_net_batch2_and_torch_reference_skip(capsys, tmp_path):
   printed = _lines(capsys.readouterr().out)
   assert printed == json.loads(json.dumps(records))
   rec, ref = records
-  assert rec['num_params'] == 14_842_236  # SPEC §2.7 (incl. the unused fc)
+  assert rec['num_params'] == 14_842_236  # docs/reference.md §2.7 (incl. the unused fc)
   assert rec['frames_per_s'] == pytest.approx(2 / rec['median_s'])
   # No reference code (and maybe no torch) there: a record that says why, never a crash.
   assert ref['benchmark'] == 'forward_torch' and 'skipped' in ref

@@ -149,7 +149,7 @@ def recipe_networks(*fixture_names):
 
 
 def recipe_checkpoint(path, depth='DepthResNet18', pose='PoseNet', fmt='legacy', config=None, drop=()):
-  """Writes a PackNet-SfM-style .ckpt whose weights follow the SPEC §9 recipe.
+  """Writes a PackNet-SfM-style .ckpt whose weights follow the docs/reference.md §9 recipe.
 
   Args:
     path: output file.

@@ -31,7 +31,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
   sys.path.insert(0, str(ROOT))
 
-# name → (registry kind, class name, version); the reference's table (SPEC §10) order.
+# name → (registry kind, class name, version); the reference's table (docs/reference.md §10) order.
 NETWORKS = {
     'PackNet01': ('depth', 'PackNet01', '1A'),
     'PackNetSlim01': ('depth', 'PackNetSlim01', '1A'),

@@ -6,7 +6,7 @@ Numpy ray casting of a procedural street (textured road with lane marks,
 sidewalks, two building facades, boxes at known positions, sky) seen by a
 camera that drives forward ~0.8 m/frame with a slowly oscillating yaw.
 Geometry is exact, so consecutive frames are consistent and photometric
-self-supervision can learn depth from them. Written (SPEC §6.1 layout):
+self-supervision can learn depth from them. Written (docs/reference.md §6.1 layout):
 
   DIR/2011_09_26/calib_{cam_to_cam,velo_to_cam,imu_to_velo}.txt
   DIR/2011_09_26/2011_09_26_drive_0001_sync/
@@ -227,7 +227,7 @@ def imu_to_cam():
 
 
 def oxts_packet(T_world_imu):
-  """Inverse of the reader's Mercator/Euler formulas (SPEC §6.1)."""
+  """Inverse of the reader's Mercator/Euler formulas (docs/reference.md §6.1)."""
   scale = np.cos(LAT0 * np.pi / 180.0)
   ty0 = scale * EARTH_RADIUS * np.log(np.tan((90.0 + LAT0) * np.pi / 360.0))
   tx0 = scale * LON0 * np.pi * EARTH_RADIUS / 180.0

@@ -1,6 +1,6 @@
 """A PackNet-SfM checkpoint as per-network torch state dicts plus its config.
 
-Accepts what the reference's loaders accept (SPEC §8): a `.ckpt` dict
+Accepts what the reference's loaders accept (docs/reference.md §8): a `.ckpt` dict
 (`state_dict`, `config` CfgNode, `epoch`, `optimizer`, ...), an old `.pth.tar`
 (keys renamed as `backwards_state_dict` does) or a plain state dict. Keys are
 split between the networks the way `load_network` does: the text after the

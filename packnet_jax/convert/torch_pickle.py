@@ -11,7 +11,7 @@ Two on-disk formats exist (torch/serialization.py):
   sorted list of storage keys — followed, for each key, by an int64 element
   count and the raw bytes of that storage.
 
-The unpickler resolves only the globals a PackNet-SfM checkpoint needs (SPEC
+The unpickler resolves only the globals a PackNet-SfM checkpoint needs (docs/reference.md
 §8): OrderedDict, set, the tensor-rebuild helpers, the typed storage classes
 and yacs' CfgNode (replaced by the dict subclass `CfgNode` below). Any other
 global is refused in `find_class`, i.e. before it can be called. Tensors come

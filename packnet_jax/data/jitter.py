@@ -1,4 +1,4 @@
-"""Colour jitter with the reference's ranges and random op order (SPEC §6.2).
+"""Colour jitter with the reference's ranges and random op order (docs/reference.md §6.2).
 
 The four ops are torchvision's PIL ops (brightness/contrast/saturation via
 PIL.ImageEnhance, hue via an HSV uint8 shift), applied to PIL uint8 images so

@@ -1,4 +1,4 @@
-"""KITTI raw reader (the reference's `KITTIDataset`, SPEC §6.1).
+"""KITTI raw reader (the reference's `KITTIDataset`, docs/reference.md §6.1).
 
 `KITTIReader(root, split_file, ...)` indexes a split file once; `load(i)`
 returns a *raw* sample (PIL images, float64 intrinsics, depth [H,W,1] with
@@ -67,7 +67,7 @@ class KITTIReader:
   Args:
     root: dataset root (date folders inside).
     split_file: split path (absolute, or relative to root); first token of a line.
-    depth_type: '' / None (no depth), 'velodyne', 'groundtruth', ... (SPEC §6.1).
+    depth_type: '' / None (no depth), 'velodyne', 'groundtruth', ... (docs/reference.md §6.1).
     input_depth_type: same for `input_depth`.
     with_pose: add OXTS poses (`pose`, `pose_context`).
     back_context, forward_context, strides: context frames as the reference.

@@ -1,4 +1,4 @@
-"""KITTI raw calibration and OXTS parsing (SPEC §6.1)."""
+"""KITTI raw calibration and OXTS parsing (docs/reference.md §6.1)."""
 import os
 
 import numpy as np

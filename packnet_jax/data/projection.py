@@ -14,7 +14,7 @@ rounding (a MATLAB index leftover); we do not.
 
 CLI: `python -m packnet_jax.data.projection --root KITTI_ROOT [--cameras 2 3]`
 writes `proj_depth/velodyne/image_0X/N.npz` (key `velodyne_depth`) for every
-`velodyne_points/data/N.bin` under the root (TRI layout, SPEC §6.1).
+`velodyne_points/data/N.bin` under the root (TRI layout, docs/reference.md §6.1).
 """
 import argparse
 import glob

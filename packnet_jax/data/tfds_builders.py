@@ -139,7 +139,7 @@ class _RawTreeBuilder(tfds.core.GeneratorBasedBuilder):
 
 
 class KittiRaw(_RawTreeBuilder):
-  """KITTI raw + TRI precomputed depth (SPEC §6.1)."""
+  """KITTI raw + TRI precomputed depth (docs/reference.md §6.1)."""
 
   MANUAL_DOWNLOAD_INSTRUCTIONS = (
       'Point --manual_dir at the KITTI raw root (date folders, proj_depth maps from TRI) that also '

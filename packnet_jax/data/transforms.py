@@ -1,4 +1,4 @@
-"""Sample transforms with the reference's semantics (SPEC §6.2).
+"""Sample transforms with the reference's semantics (docs/reference.md §6.2).
 
 A raw sample holds PIL images (`rgb`, `rgb_context`) and numpy arrays
 (`intrinsics` [3,3] float64, `depth` [H,W,1], poses). `train_transform` /

@@ -1,4 +1,4 @@
-"""Depth evaluation metrics and flip post-processing, equal to the reference (SPEC §5, §11.10).
+"""Depth evaluation metrics and flip post-processing, equal to the reference (docs/reference.md §5, §11.10).
 
 Reference behaviour kept on purpose: min_depth defaults to 0.0, validity uses strict inequalities,
 the median for GT scaling is torch's LOWER median, the prediction is resized as *depth* with

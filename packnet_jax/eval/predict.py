@@ -14,7 +14,7 @@ def inv_depth_and_flipped(net, variables, images):
 
   Both come from one batched forward pass over [images; flipped images]. The
   second output is NOT flipped back: `post_process_inv_depth` expects it as the
-  network produced it (reference §5).
+  network produced it (docs/reference.md §5).
   """
   b = images.shape[0]
   both = net.apply(variables, jnp.concatenate([images, jnp.flip(images, axis=2)], 0), train=False)

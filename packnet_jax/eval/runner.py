@@ -5,7 +5,7 @@ The one evaluation of the project: training validation, the eval CLI and
 
 For every real sample (the pipeline pads the last batches and marks them with
 `mask`) the depth net runs on the image and on its horizontal flip; the
-reference's four rows are computed per sample (SPEC §5):
+reference's four rows are computed per sample (docs/reference.md §5):
 
   depth        raw prediction              depth_gt     raw, GT-median-scaled
   depth_pp     flip post-processed         depth_pp_gt  post-processed, GT-median-scaled

@@ -1,6 +1,6 @@
 """Pinhole camera: intrinsics scaling, back-projection and projection (NHWC).
 
-Conventions (SPEC §3.2):
+Conventions (docs/reference.md §3.2):
   * Pixel (x, y) with integer coordinates is the centre of column x, row y.
   * `Tcw` maps world points into this camera's frame (p_c = Tcw p_w); `None`
     means identity. Frame 'c' = camera frame, 'w' = world frame.

@@ -1,6 +1,6 @@
 """Rigid-body poses as homogeneous [..., 4, 4] matrices.
 
-Convention (as in the reference, SPEC §3.1): a pose `T_ab` maps points from
+Convention (as in the reference, docs/reference.md §3.1): a pose `T_ab` maps points from
 frame `b` into frame `a`: p_a = R p_b + t. In training, the pose predicted for
 context c maps points from the *target* camera frame into the *context* camera
 frame and is used as that context camera's `Tcw`.

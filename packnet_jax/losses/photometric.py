@@ -1,4 +1,4 @@
-"""Multi-view photometric loss of PackNet-SfM (SPEC §4.1), NHWC.
+"""Multi-view photometric loss of PackNet-SfM (docs/reference.md §4.1), NHWC.
 
 For each context image and scale, the context is warped into the target view
 with the predicted depth and pose, compared with the target by a weighted
@@ -153,9 +153,9 @@ def multiview_photometric_loss(image, contexts, inv_depths, K, ref_K, poses, *, 
     num_scales, ssim_loss_weight, smooth_loss_weight, C1, C2,
     photometric_reduce_op ('min'|'mean'), clip_loss, padding_mode
     ('zeros'|'border'), automask_loss: static options; the keyword defaults are
-      the reference *config* defaults (SPEC §7), not its constructor defaults.
+      the reference *config* defaults (docs/reference.md §7), not its constructor defaults.
     progressive_scaling, progress: accepted for parity but ignored: progressive
-      scaling is a no-op in the reference (it always uses `num_scales`, §4.6).
+      scaling is a no-op in the reference (it always uses `num_scales`, docs/reference.md §4.6).
 
   Returns:
     (loss, metrics): scalar total loss and {'photometric_loss',

@@ -38,7 +38,7 @@ def reprojected_distance_loss(pred_inv_depths, gt_inv_depth, K, T_ts, num_scales
     K: [B,3,3] intrinsics at the GT resolution (H, W).
     T_ts: [B,4,4] transform of points from the context (source) frame to the target frame, as in
       the PR; the target points are moved by its inverse T_st (target → context) before projecting.
-      With the networks' poses (target → context, SPEC §3.1) pass invert_pose(pose).
+      With the networks' poses (target → context, docs/reference.md §3.1) pass invert_pose(pose).
     num_scales: number of predicted scales used (None = all of them).
 
   Returns:

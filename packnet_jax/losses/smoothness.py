@@ -1,4 +1,4 @@
-"""Edge-aware inverse-depth smoothness (reference `utils/depth.py`, SPEC §4.2).
+"""Edge-aware inverse-depth smoothness (reference `utils/depth.py`, docs/reference.md §4.2).
 
 All maps are NHWC; `inv_depths` and `images` are lists, one entry per scale,
 with images already resized to their inverse-depth map's size.

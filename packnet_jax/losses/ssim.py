@@ -1,4 +1,4 @@
-"""Structural similarity (SSIM) map, 3×3 window, as the reference (SPEC §4.1)."""
+"""Structural similarity (SSIM) map, 3×3 window, as the reference (docs/reference.md §4.1)."""
 import jax
 import jax.numpy as jnp
 

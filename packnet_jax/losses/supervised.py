@@ -1,4 +1,4 @@
-"""Supervised inverse-depth losses against (sparse) ground truth (SPEC §4.3).
+"""Supervised inverse-depth losses against (sparse) ground truth (docs/reference.md §4.3).
 
 The GT inverse depth is brought to every predicted scale with torch's legacy nearest rule, and
 the per-scale losses are averaged over the first `num_scales` scales. With the prefix `sparse-` only

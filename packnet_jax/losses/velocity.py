@@ -1,4 +1,4 @@
-"""Velocity supervision loss (SPEC §4.4).
+"""Velocity supervision loss (docs/reference.md §4.4).
 
 Weak metric-scale supervision: the length of each predicted translation (target → context) should
 equal the length of the ground-truth translation, e.g. from GPS/odometry speed × time. Rotation is

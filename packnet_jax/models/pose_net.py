@@ -1,4 +1,4 @@
-"""PoseNet (SfMLearner-style, SPEC §2.5), NHWC.
+"""PoseNet (SfMLearner-style, docs/reference.md §2.5), NHWC.
 
 Input: channel concatenation [target, context_0, ..., context_{N-1}] in [0,1]
 (no normalisation); seven stride-2 Conv+GroupNorm+ReLU blocks `conv1..conv7`

@@ -1,4 +1,4 @@
-"""PoseResNet: 6-channel ResNet encoder + monodepth2 pose decoder (SPEC §2.6), NHWC.
+"""PoseResNet: 6-channel ResNet encoder + monodepth2 pose decoder (docs/reference.md §2.6), NHWC.
 
 Each context is processed separately with the target (so train-mode BatchNorm
 sees the same batches, and updates the running stats once per context, as the

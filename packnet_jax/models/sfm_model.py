@@ -1,11 +1,11 @@
-"""The SfM model: a depth net and a pose net, and how their losses combine (SPEC §4).
+"""The SfM model: a depth net and a pose net, and how their losses combine (docs/reference.md §4).
 
 * `SfmModel` (Flax) runs the two networks. Its variables are
   {'params': {'depth_net': …, 'pose_net': …}, 'batch_stats': {'depth_net'?: …, 'pose_net'?: …}},
   so each network's weights can be loaded, optimised (per-network learning rate)
   and saved separately. In training it applies the reference's depth-net flip
-  augmentation (§4.5) and nearest-upsamples the 4 inverse-depth maps to full
-  resolution when `upsample_depth_maps` (§4.1).
+  augmentation (docs/reference.md §4.5) and nearest-upsamples the 4 inverse-depth maps to full
+  resolution when `upsample_depth_maps` (docs/reference.md §4.1).
 * `sfm_loss(inv_depths, poses, batch, options)` is the objective of the three
   reference models, chosen by `LossOptions.model`:
     SelfSupModel  photometric + smoothness on the un-jittered images;
@@ -147,7 +147,7 @@ def supervised_term(inv_depths, poses, batch, opts):
   if opts.supervised_method in REPROJECTED_METHODS:
     # The motion of the first context gives the second view the distances are measured in. The
     # loss takes T_ts (context → target) and moves points by its inverse; our poses are
-    # target → context (SPEC §3.1), so pass their inverse.
+    # target → context (docs/reference.md §3.1), so pass their inverse.
     return reprojected_distance_loss(inv_depths, gt_inv_depth, batch['intrinsics'],
                                      invert_pose(poses[:, 0]),
                                      num_scales=opts.supervised_num_scales)

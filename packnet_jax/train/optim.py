@@ -1,4 +1,4 @@
-"""Adam with one learning rate per network and the StepLR schedule (SPEC §7).
+"""Adam with one learning rate per network and the StepLR schedule (docs/reference.md §7).
 
 The reference optimises two parameter groups, 'Depth' and 'Pose', each with its
 own learning rate and (L2, not decoupled) weight decay, and steps a StepLR
