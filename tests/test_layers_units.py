@@ -1,6 +1,7 @@
 """Single blocks vs `layers_units.npz` (weights loaded through the keymap), BatchNorm and keymap units."""
 import functools
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -185,19 +186,55 @@ def test_keymap_batchnorm_buffers():
   np.testing.assert_array_equal(variables['batch_stats']['bn1']['var'], [2.0, 2.0, 2.0])
 
 
-def test_conv3d_unit_implementations_agree():
-  x = jax.random.normal(jax.random.PRNGKey(0), (2, 5, 7, 12))
-  variables = layers.Conv3dUnit(4, impl='conv').init(jax.random.PRNGKey(1), x)
+def _conv3d_oracle(variables, x):
+  """The Conv3d as XLA's native 3-D convolution over (depth, H, W) of depth-major x [B,D,H,W]."""
+  kernel, bias = variables['params']['kernel'], variables['params']['bias']
+  y = jax.lax.conv_general_dilated(x[..., None], kernel, (1, 1, 1), [(1, 1)] * 3,
+                                   dimension_numbers=('NDHWC', 'DHWIO', 'NDHWC'))
+  return y + bias
+
+
+def test_conv3d_unit_matches_native_3d_conv_forward_and_backward():
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, 12, 5, 7))  # depth-major [B, D, H, W]
+  unit = layers.Conv3dUnit(4)
+  variables = unit.init(jax.random.PRNGKey(1), x)
   variables = jax.tree_util.tree_map(lambda v: v + 0.1, variables)  # non-zero bias
-  outs = {impl: jax.jit(layers.Conv3dUnit(4, impl=impl).apply)(variables, x) for impl in ('conv', 'shifts')}
-  assert outs['conv'].shape == (2, 5, 7, 48)
-  np.testing.assert_allclose(outs['shifts'], outs['conv'], rtol=0, atol=1e-5)
-  # Closed form at one output: feature k, channel c, pixel (y, x) = sum of the 27 taps.
+  out = jax.jit(unit.apply)(variables, x)
+  assert out.shape == (2, 12, 5, 7, 4)
+  np.testing.assert_allclose(out, _conv3d_oracle(variables, x), rtol=0, atol=1e-5)
+  # Closed form at one output: feature k, depth c, pixel (y, x) = bias + the 27 taps.
   k, c, y, xx = 3, 4, 2, 3
   kern, bias = variables['params']['kernel'], variables['params']['bias']
   xp = np.pad(np.asarray(x), ((0, 0), (1, 1), (1, 1), (1, 1)))
-  expected = bias[k] + sum(xp[0, y + dy, xx + dx, c + dz] * kern[dz, dy, dx, 0, k]
+  expected = bias[k] + sum(xp[0, c + dz, y + dy, xx + dx] * kern[dz, dy, dx, 0, k]
                            for dz in range(3) for dy in range(3) for dx in range(3))
-  np.testing.assert_allclose(outs['shifts'][0, y, xx, k * 12 + c], expected, rtol=1e-5)
-  with pytest.raises(ValueError, match='impl'):
-    layers.Conv3dUnit(4, impl='fft').init(jax.random.PRNGKey(1), x)
+  np.testing.assert_allclose(out[0, c, y, xx, k], expected, rtol=1e-5)
+  # Gradients (inputs and parameters) of a non-linear loss.
+  weights = jax.random.normal(jax.random.PRNGKey(2), out.shape)
+
+  def loss(fn):
+    return lambda v, x: jnp.sum(jnp.sin(fn(v, x)) * weights)
+  ours = jax.jit(jax.grad(loss(unit.apply), argnums=(0, 1)))(variables, x)
+  oracle = jax.jit(jax.grad(loss(_conv3d_oracle), argnums=(0, 1)))(variables, x)
+  jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4), ours, oracle)
+
+
+def test_depth_major_layouts_match_nhwc_helpers():
+  """packing_depth_major / pixel_shuffle_depth_major = packing / pixel_shuffle with the Conv3d's channel view."""
+  x = jnp.arange(2 * 4 * 6 * 5, dtype=jnp.float32).reshape(2, 4, 6, 5)
+  np.testing.assert_array_equal(jnp.moveaxis(layers.packing_depth_major(x), 1, -1), layers.packing(x))
+  y = jnp.arange(2 * 8 * 3 * 5 * 4, dtype=jnp.float32).reshape(2, 8, 3, 5, 4)  # [B, D, H, W, d]
+  nhwc = layers.depth_major_to_nhwc(y)
+  assert nhwc[1, 2, 3, 2 * 8 + 5] == y[1, 5, 2, 3, 2]  # channel k·D + c
+  np.testing.assert_array_equal(layers.pixel_shuffle_depth_major(y), layers.pixel_shuffle(nhwc))
+
+
+def test_group_norm_matches_flax_and_rejects_bad_channels():
+  x = 3 * jax.random.normal(jax.random.PRNGKey(0), (2, 5, 7, 32)) + 1
+  ours = layers.GroupNorm(num_groups=16)
+  variables = ours.init(jax.random.PRNGKey(1), x)
+  variables = {'params': {'scale': 1 + jnp.arange(32.0) / 32, 'bias': jnp.arange(32.0) / 64}}
+  flax_gn = nn.GroupNorm(num_groups=16, epsilon=1e-5, use_fast_variance=False)
+  np.testing.assert_allclose(ours.apply(variables, x), flax_gn.apply(variables, x), rtol=0, atol=2e-6)
+  with pytest.raises(ValueError, match=r'GroupNorm: x: channels must be a multiple of 16'):
+    ours.init(jax.random.PRNGKey(1), jnp.zeros((1, 2, 2, 24)))

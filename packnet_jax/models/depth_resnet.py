@@ -39,20 +39,25 @@ class ConvBlock(nn.Module):
 
 
 class DepthDecoderConvs(nn.Module):
-  """The reference decoder's ModuleList: returns the 4 sigmoid maps [disp0 (full res), ..., disp3]."""
+  """The reference decoder's ModuleList: returns the 4 sigmoid maps [disp0 (full res), ..., disp3].
+
+  `remat` (see `layers.remat`) wraps every ConvBlock.
+  """
   dtype: Any = jnp.float32
+  remat: str = 'none'
 
   @nn.compact
   def __call__(self, features):
     dt = self.dtype
+    conv_block = layers.remat(ConvBlock, self.remat)
     x = features[-1]
     disps = {}
     for i in (4, 3, 2, 1, 0):
-      x = ConvBlock(DECODER_WIDTHS[i], dtype=dt, name=str(2 * (4 - i)))(x)
+      x = conv_block(DECODER_WIDTHS[i], dtype=dt, name=str(2 * (4 - i)))(x)
       x = layers.upsample_nearest2(x)
       if i > 0:
         x = jnp.concatenate([x, features[i - 1]], axis=-1)
-      x = ConvBlock(DECODER_WIDTHS[i], dtype=dt, name=str(2 * (4 - i) + 1))(x)
+      x = conv_block(DECODER_WIDTHS[i], dtype=dt, name=str(2 * (4 - i) + 1))(x)
       if i <= 3:
         disps[i] = nn.sigmoid(Conv3x3(1, dtype=dt, name=str(10 + i))(x))
     return [disps[i] for i in range(4)]
@@ -61,10 +66,11 @@ class DepthDecoderConvs(nn.Module):
 class DepthDecoder(nn.Module):
   """Holds the conv list as child 'decoder' (reference key `decoder.decoder.N`)."""
   dtype: Any = jnp.float32
+  remat: str = 'none'
 
   @nn.compact
   def __call__(self, features):
-    return DepthDecoderConvs(dtype=self.dtype, name='decoder')(features)
+    return DepthDecoderConvs(dtype=self.dtype, remat=self.remat, name='decoder')(features)
 
 
 def scale_inv_depth(disp):
@@ -81,6 +87,8 @@ class DepthResNet(nn.Module):
       initialisation is not available here, weights come from checkpoints).
     dropout: accepted for config compatibility, unused (as in the reference).
     dtype: compute dtype; params float32, outputs float32.
+    remat: 'none' | 'full' | 'save_conv' (config `model.remat`): jax.checkpoint
+      around every encoder residual block and decoder conv block (`layers.remat`).
 
   __call__(rgb [B,H,W,3] in [0,1], train=False, all_scales=None): train → list of 4
   inverse depths (full res first), eval → [B,H,W,1]; `all_scales` overrides the
@@ -90,12 +98,13 @@ class DepthResNet(nn.Module):
   version: Any = '18'
   dropout: float = 0.0
   dtype: Any = jnp.float32
+  remat: str = 'none'
 
   @nn.compact
   def __call__(self, rgb, train=False, all_scales=None):
     num_layers = parse_resnet_version(self.version, 'DepthResNet', (18, 34, 50))
     layers.check_depth_input(rgb, 'DepthResNet')
-    features = ResnetEncoder(num_layers, dtype=self.dtype, name='encoder')(rgb, train)
-    disps = DepthDecoder(dtype=self.dtype, name='decoder')(features)
+    features = ResnetEncoder(num_layers, dtype=self.dtype, remat=self.remat, name='encoder')(rgb, train)
+    disps = DepthDecoder(dtype=self.dtype, remat=self.remat, name='decoder')(features)
     inv_depths = [scale_inv_depth(d) for d in disps]
     return layers.select_scales(inv_depths, train, all_scales)

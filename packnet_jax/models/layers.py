@@ -4,6 +4,9 @@ All tensors are NHWC. Submodule names mirror the attribute names of the PyTorch
 reference (`conv_base`, `normalize`, `conv3d`, Sequential indices as '0', '1',
 ...) so that `packnet_jax.convert.keymap` derives every torch state-dict key
 mechanically from the Flax variable path.
+
+Every convolution output is tagged with `jax.ad_checkpoint.checkpoint_name`
+(CONV_OUTPUT) so that `remat(..., 'save_conv')` can keep exactly those arrays.
 """
 import functools
 from typing import Any, Callable
@@ -11,30 +14,96 @@ from typing import Any, Callable
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax.ad_checkpoint import checkpoint_name
 
 Dtype = Any
+
+# Name given to every convolution output (the arrays the 'save_conv' remat policy keeps).
+CONV_OUTPUT = 'conv_output'
+REMAT_MODES = ('none', 'full', 'save_conv')
 
 
 # ----------------------------------------------------------------------------
 # Shared helpers.
 
 
+class Conv(nn.Conv):
+  """nn.Conv whose output is named CONV_OUTPUT for the remat policy (same parameters)."""
+
+  def __call__(self, inputs):
+    return checkpoint_name(super().__call__(inputs), CONV_OUTPUT)
+
+
 def conv(features, kernel_size, stride=1, padding=0, use_bias=True, *, name, dtype=jnp.float32):
-  """A 2-D (or 3-D, for a tuple kernel) convolution with explicit symmetric padding.
+  """A 2-D convolution with explicit symmetric padding.
 
   torch pads both sides equally; Flax 'SAME' would put the odd pad at the end
   for strided convs, so padding is always given explicitly.
   """
   if isinstance(kernel_size, int):
     kernel_size = (kernel_size, kernel_size)
-  return nn.Conv(features, kernel_size, strides=stride, padding=[(padding, padding)] * len(kernel_size),
-                 use_bias=use_bias, dtype=dtype, param_dtype=jnp.float32, name=name)
+  return Conv(features, kernel_size, strides=stride, padding=[(padding, padding)] * len(kernel_size),
+              use_bias=use_bias, dtype=dtype, param_dtype=jnp.float32, name=name)
+
+
+class GroupNorm(nn.Module):
+  """torch GroupNorm(num_groups, C) on NHWC: biased two-pass variance, statistics in float32.
+
+  Same parameters as nn.GroupNorm ('scale', 'bias'). The statistics are per-channel
+  sums over H, W folded into groups afterwards, and the normalisation is one
+  per-channel multiply-add: on XLA:CPU this is about twice as fast as reducing
+  over a [.., G, C/G] view.
+  """
+  num_groups: int = 16
+  epsilon: float = 1e-5
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    b, c = x.shape[0], x.shape[-1]
+    g = self.num_groups
+    if c % g:
+      raise ValueError(f'GroupNorm: x: channels must be a multiple of {g}, got shape {tuple(x.shape)}')
+    scale = self.param('scale', nn.initializers.ones, (c,), jnp.float32)
+    bias = self.param('bias', nn.initializers.zeros, (c,), jnp.float32)
+    x32 = jnp.asarray(x, jnp.float32)
+    spatial = tuple(range(1, x.ndim - 1))
+    count = (c // g) * functools.reduce(lambda n, axis: n * x.shape[axis], spatial, 1)
+
+    def per_channel(group_sums):  # [B, G] → [B, C]
+      return jnp.repeat(group_sums, c // g, axis=1)
+
+    def group_sum(channel_sums):  # [B, C] → [B, G]
+      return channel_sums.reshape(b, g, c // g).sum(-1)
+
+    mean = per_channel(group_sum(jnp.sum(x32, spatial)) / count)
+    centred = x32 - mean.reshape((b,) + (1,) * len(spatial) + (c,))
+    var = per_channel(group_sum(jnp.sum(jnp.square(centred), spatial)) / count)
+    mul = scale * jax.lax.rsqrt(var + self.epsilon)
+    add = bias - mean * mul
+    shape = (b,) + (1,) * len(spatial) + (c,)
+    return (x32 * mul.reshape(shape) + add.reshape(shape)).astype(self.dtype)
 
 
 def group_norm(*, name, dtype=jnp.float32):
   """torch GroupNorm(16, C): biased variance, eps 1e-5, two-pass variance."""
-  return nn.GroupNorm(num_groups=16, epsilon=1e-5, use_fast_variance=False, dtype=dtype,
-                      param_dtype=jnp.float32, name=name)
+  return GroupNorm(num_groups=16, epsilon=1e-5, dtype=dtype, name=name)
+
+
+def remat(module_cls, mode, static_argnums=()):
+  """`module_cls` under jax.checkpoint for config `model.remat` ('none' | 'full' | 'save_conv').
+
+  'full' keeps nothing inside the block (all of it is recomputed in the backward
+  pass); 'save_conv' keeps the convolution outputs (CONV_OUTPUT) and recomputes
+  the cheap normalisations and activations. `static_argnums` counts `self` as 0
+  (e.g. (2,) for a `train` flag passed as the second argument).
+  """
+  if mode not in REMAT_MODES:
+    raise ValueError(f'model.remat: expected one of {REMAT_MODES}, got {mode!r}')
+  if mode == 'none':
+    return module_cls
+  policy = None if mode == 'full' else jax.checkpoint_policies.save_only_these_names(CONV_OUTPUT)
+  return nn.remat(module_cls, policy=policy, static_argnums=static_argnums)
 
 
 def upsample_nearest2(x):
@@ -78,13 +147,29 @@ def select_scales(inv_depths, train, all_scales=None):
 
 # ----------------------------------------------------------------------------
 # Space-to-depth / depth-to-space with the reference's channel order.
+#
+# PackNet's Conv3d runs along the channel axis of the packed features, so the
+# packing layers keep those channels "depth-major" ([B, D, H, W]) between the
+# space-to-depth and the 3-D convolution: one transpose does both jobs.
+
+
+def _check_packable(x, r, what):
+  b, h, w, c = x.shape
+  if h % r or w % r:
+    raise ValueError(f'{what}: x: H and W must be multiples of {r}, got shape {tuple(x.shape)}')
+  return b, h, w, c
+
+
+def packing_depth_major(x, r=2):
+  """[B,H,W,C] → [B, r²C, H/r, W/r], depth index c·r² + i·r + j ← pixel (r·y+i, r·x+j) of channel c."""
+  b, h, w, c = _check_packable(x, r, 'packing')
+  x = x.reshape(b, h // r, r, w // r, r, c).transpose(0, 5, 2, 4, 1, 3)  # [B, C, i, j, h, w]
+  return x.reshape(b, c * r * r, h // r, w // r)
 
 
 def packing(x, r=2):
   """[B,H,W,C] → [B,H/r,W/r,r²C] with channel c·r² + i·r + j ← pixel (r·y+i, r·x+j) of channel c."""
-  b, h, w, c = x.shape
-  if h % r or w % r:
-    raise ValueError(f'packing: x: H and W must be multiples of {r}, got shape {tuple(x.shape)}')
+  b, h, w, c = _check_packable(x, r, 'packing')
   x = x.reshape(b, h // r, r, w // r, r, c)
   x = x.transpose(0, 1, 3, 5, 2, 4)  # [B, h, w, C, i, j]: channel-major, as torch.
   return x.reshape(b, h // r, w // r, c * r * r)
@@ -98,6 +183,22 @@ def pixel_shuffle(x, r=2):
   x = x.reshape(b, h, w, c // (r * r), r, r)
   x = x.transpose(0, 1, 4, 2, 5, 3)  # [B, h, i, w, j, C]
   return x.reshape(b, h * r, w * r, c // (r * r))
+
+
+def depth_major_to_nhwc(y):
+  """Conv3d output [B,D,H,W,d] → [B,H,W,d·D] (channel k·D + c, torch's view of [B,d,D,H,W])."""
+  b, depth, h, w, d = y.shape
+  return y.transpose(0, 2, 3, 4, 1).reshape(b, h, w, d * depth)
+
+
+def pixel_shuffle_depth_major(y, r=2):
+  """PixelShuffle(r) of `depth_major_to_nhwc(y)` in one transpose: [B,D,H,W,d] → [B,rH,rW,d·D/r²]."""
+  b, depth, h, w, d = y.shape
+  if depth % (r * r):
+    raise ValueError(f'pixel_shuffle: x: channels must be a multiple of {r * r}, got depth {depth}')
+  # Channel k·D + c, c = c1·r² + i·r + j, goes to pixel (r·y+i, r·x+j), channel k·D/r² + c1.
+  y = y.reshape(b, depth // (r * r), r, r, h, w, d).transpose(0, 4, 2, 5, 3, 6, 1)
+  return y.reshape(b, h * r, w * r, d * depth // (r * r))
 
 
 # ----------------------------------------------------------------------------
@@ -153,9 +254,14 @@ class Stage(nn.Module):
     return x
 
 
-def ResidualBlock(features, num_blocks, stride=1, dropout=0.0, dtype=jnp.float32, name=None):  # noqa: N802
-  """ResidualConv(stride) followed by num_blocks−1 ResidualConv(1) (a function, as in the reference)."""
-  block = functools.partial(ResidualConv, features, dropout=dropout, dtype=dtype)
+def ResidualBlock(features, num_blocks, stride=1, dropout=0.0, dtype=jnp.float32, name=None,  # noqa: N802
+                  remat_mode='none'):
+  """ResidualConv(stride) followed by num_blocks−1 ResidualConv(1) (a function, as in the reference).
+
+  `remat_mode` (see `remat`) applies to each ResidualConv.
+  """
+  block = functools.partial(remat(ResidualConv, remat_mode, static_argnums=(2,)), features,
+                            dropout=dropout, dtype=dtype)
   return Stage(block, num_blocks, stride, name=name)
 
 
@@ -172,45 +278,34 @@ class InvDepth(nn.Module):
 
 
 class Conv3dUnit(nn.Module):
-  """torch Conv3d(1 → d, 3×3×3, pad 1) over (channels, H, W) of [B,H,W,C] → [B,H,W,d·C].
+  """torch Conv3d(1 → d, 3×3×3, pad 1) over (depth, H, W): depth-major [B,D,H,W] → [B,D,H,W,d].
 
-  The channel axis plays the role of depth; the flattened output channel is
-  k·C + c (3-D feature outermost), as torch's view of [B,d,C,H,W]. Parameters
-  are those of a Flax 3-D nn.Conv ('kernel' [3,3,3,1,d], 'bias' [d]).
-  `impl`: 'conv' = lax 3-D convolution; 'shifts' = the same sum written as 27
-  shifted multiply-adds (about 8× faster on XLA:CPU, whose 3-D conv is slow);
-  'auto' = 'shifts' on CPU, 'conv' elsewhere.
+  Parameters are those of a Flax 3-D nn.Conv ('kernel' [3,3,3,1,d] as
+  (depth, H, W, in, out), 'bias' [d]), so checkpoints convert unchanged.
+  Computed as one 2-D convolution on every backend: the 3 depth taps become 3
+  input channels (copies of the input shifted by −1, 0, +1 along depth) and
+  depth is folded into the batch. out[:, z] = Σ_t conv2d(x[:, z+t−1], w[t]), so
+  forward and backward are ordinary 2-D convolutions whose memory is a few
+  copies of the input, with no 3-D convolution (slow on XLA:CPU) and no
+  per-tap temporaries of the output's size.
   """
   features: int
-  impl: str = 'auto'
   dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x):
-    b, h, w, c = x.shape
+    _, depth, h, w = x.shape
     d = self.features
     kernel = self.param('kernel', nn.initializers.lecun_normal(), (3, 3, 3, 1, d), jnp.float32)
     bias = self.param('bias', nn.initializers.zeros, (d,), jnp.float32)
-    kernel, bias = kernel.astype(self.dtype), bias.astype(self.dtype)
     x = jnp.asarray(x, self.dtype)
-    impl = self.impl
-    if impl == 'auto':
-      impl = 'shifts' if jax.default_backend() == 'cpu' else 'conv'
-    if impl == 'conv':
-      y = jax.lax.conv_general_dilated(x.transpose(0, 3, 1, 2)[..., None], kernel, (1, 1, 1), [(1, 1)] * 3,
-                                       dimension_numbers=('NDHWC', 'DHWIO', 'NDHWC'))
-      y = (y + bias).transpose(0, 2, 3, 4, 1)  # [B, H, W, d, C]
-    elif impl == 'shifts':
-      xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (1, 1)))
-      y = jnp.broadcast_to(bias[:, None], (b, h, w, d, c))
-      for dz in range(3):
-        for dy in range(3):
-          for dx in range(3):
-            tap = xp[:, dy:dy + h, dx:dx + w, dz:dz + c]
-            y = y + tap[:, :, :, None, :] * kernel[dz, dy, dx, 0][:, None]
-    else:
-      raise ValueError(f"Conv3dUnit: impl: expected 'auto', 'conv' or 'shifts', got {self.impl!r}")
-    return y.reshape(b, h, w, d * c)
+    padded = jnp.pad(x, ((0, 0), (1, 1), (0, 0), (0, 0)))
+    taps = jnp.stack([padded[:, t:t + depth] for t in range(3)], axis=-1)  # [B, D, H, W, 3]
+    kernel2d = kernel[:, :, :, 0, :].transpose(1, 2, 0, 3).astype(self.dtype)  # [kh, kw, 3 taps, d]
+    y = jax.lax.conv_general_dilated(taps.reshape(-1, h, w, 3), kernel2d, (1, 1), [(1, 1), (1, 1)],
+                                     dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    y = checkpoint_name(y + bias.astype(self.dtype), CONV_OUTPUT)
+    return y.reshape(-1, depth, h, w, d)
 
 
 class PackLayerConv3d(nn.Module):
@@ -222,9 +317,8 @@ class PackLayerConv3d(nn.Module):
   @nn.compact
   def __call__(self, x):
     channels = x.shape[-1]
-    x = packing(x, 2)
-    x = Conv3dUnit(self.d, dtype=self.dtype, name='conv3d')(x)
-    return Conv2D(channels, self.kernel_size, 1, dtype=self.dtype, name='conv')(x)
+    x = Conv3dUnit(self.d, dtype=self.dtype, name='conv3d')(packing_depth_major(x, 2))
+    return Conv2D(channels, self.kernel_size, 1, dtype=self.dtype, name='conv')(depth_major_to_nhwc(x))
 
 
 class UnpackLayerConv3d(nn.Module):
@@ -237,5 +331,5 @@ class UnpackLayerConv3d(nn.Module):
   @nn.compact
   def __call__(self, x):
     x = Conv2D(self.features * 4 // self.d, self.kernel_size, 1, dtype=self.dtype, name='conv')(x)
-    x = Conv3dUnit(self.d, dtype=self.dtype, name='conv3d')(x)
-    return pixel_shuffle(x, 2)
+    x = Conv3dUnit(self.d, dtype=self.dtype, name='conv3d')(jnp.moveaxis(x, -1, 1))
+    return pixel_shuffle_depth_major(x, 2)

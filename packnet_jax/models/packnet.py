@@ -26,6 +26,9 @@ class PackNet01(nn.Module):
     dropout: Dropout2d rate on the residual shortcuts (0 = off; train mode then
       needs a 'dropout' rng).
     dtype: compute dtype; parameters stay float32, outputs are float32.
+    remat: 'none' | 'full' | 'save_conv' (config `model.remat`): jax.checkpoint
+      around every block (stem convs, residual convs, packing, unpacking, iconv
+      and inverse-depth layers); see `layers.remat`.
 
   __call__(rgb [B,H,W,3] in [0,1], train=False, all_scales=None) returns, in train
   mode, the list of 4 inverse depths [inv1 (full res), inv2, inv3, inv4] and in
@@ -34,6 +37,7 @@ class PackNet01(nn.Module):
   version: str = '1A'
   dropout: float = 0.0
   dtype: Any = jnp.float32
+  remat: str = 'none'
 
   _NI = 64
   _WIDTHS = (64, 64, 128, 256, 512)
@@ -72,16 +76,18 @@ class PackNet01(nn.Module):
     layers.check_depth_input(rgb, name)
     dt, d = self.dtype, self._NUM_3D_FEAT
     widths = self._WIDTHS
-    x = layers.Conv2D(self._NI, 5, 1, dtype=dt, name='pre_calc')(jnp.asarray(rgb, dt))
+    conv2d, pack, unpack, inv_depth = (layers.remat(cls, self.remat) for cls in (
+        layers.Conv2D, layers.PackLayerConv3d, layers.UnpackLayerConv3d, layers.InvDepth))
+    x = conv2d(self._NI, 5, 1, dtype=dt, name='pre_calc')(jnp.asarray(rgb, dt))
 
     # Encoder. Skips are the stem and the *packed* features (SPEC §11 item 1).
     skips = [x]
-    feat = layers.Conv2D(widths[0], 7, 1, dtype=dt, name='conv1')(x)
+    feat = conv2d(widths[0], 7, 1, dtype=dt, name='conv1')(x)
     for i in range(5):
       if i > 0:
         feat = layers.ResidualBlock(widths[i], _NUM_BLOCKS[i - 1], 1, self.dropout, dtype=dt,
-                                    name=f'conv{i + 1}')(feat, train)
-      feat = layers.PackLayerConv3d(_PACK_KERNELS[i], d, dtype=dt, name=f'pack{i + 1}')(feat)
+                                    name=f'conv{i + 1}', remat_mode=self.remat)(feat, train)
+      feat = pack(_PACK_KERNELS[i], d, dtype=dt, name=f'pack{i + 1}')(feat)
       skips.append(feat)
 
     # Decoder, coarse to fine; inverse depths from level 4 down.
@@ -89,15 +95,14 @@ class PackNet01(nn.Module):
     unpack_widths = self._unpack_widths(stacking)
     inv_depths, up_inv = [], None
     for level in (5, 4, 3, 2, 1):
-      unpacked = layers.UnpackLayerConv3d(unpack_widths[level - 1], _UNPACK_KERNEL, d, dtype=dt,
-                                          name=f'unpack{level}')(x)
+      unpacked = unpack(unpack_widths[level - 1], _UNPACK_KERNEL, d, dtype=dt, name=f'unpack{level}')(x)
       parts = self._combine(stacking, level, unpacked, skips[level - 1])
       if up_inv is not None:
         parts.append(up_inv.astype(dt))
-      x = layers.Conv2D(widths[level - 1], _ICONV_KERNEL, 1, dtype=dt,
-                        name=f'iconv{level}')(jnp.concatenate(parts, axis=-1))
+      x = conv2d(widths[level - 1], _ICONV_KERNEL, 1, dtype=dt,
+                 name=f'iconv{level}')(jnp.concatenate(parts, axis=-1))
       if level <= 4:
-        inv = layers.InvDepth(dtype=dt, name=f'disp{level}_layer')(x)
+        inv = inv_depth(dtype=dt, name=f'disp{level}_layer')(x)
         inv_depths.insert(0, layers.to_float32(inv))
         up_inv = layers.upsample_nearest2(inv)
     return layers.select_scales(inv_depths, train, all_scales)

@@ -2,6 +2,7 @@
 import jax.numpy as jnp
 
 from packnet_jax.models.depth_resnet import DepthResNet
+from packnet_jax.models.layers import REMAT_MODES
 from packnet_jax.models.packnet import PackNet01, PackNetSlim01
 from packnet_jax.models.pose_net import PoseNet
 from packnet_jax.models.pose_resnet import PoseResNet
@@ -28,16 +29,19 @@ def _lookup(table, name, kind):
   return table[name]
 
 
-def build_depth_net(name, version=None, dropout=0.0, dtype=jnp.float32):
+def build_depth_net(name, version=None, dropout=0.0, dtype=jnp.float32, remat='none'):
   """Returns an unbound depth-net module, e.g. build_depth_net('PackNet01', '1A').
 
   `version` defaults to the reference's usual one ('1A' for PackNets, '18' for
   DepthResNet); yacs-style ints (18) are accepted. `dropout` None means 0.
+  `remat` is config `model.remat` ('none' | 'full' | 'save_conv').
   """
   cls = _lookup(DEPTH_NETS, name, 'depth net')
   if version is None:
     version = '18' if cls is DepthResNet else '1A'
-  return cls(version=str(version), dropout=float(dropout or 0.0), dtype=dtype)
+  if remat not in REMAT_MODES:
+    raise ValueError(f'model.remat: expected one of {REMAT_MODES}, got {remat!r}')
+  return cls(version=str(version), dropout=float(dropout or 0.0), dtype=dtype, remat=remat)
 
 
 def build_pose_net(name, version=None, nb_ref_imgs=2, dtype=jnp.float32):

@@ -94,9 +94,13 @@ class ResNetBlock(nn.Module):
 
 
 class ResNet(nn.Module):
-  """torchvision ResNet trunk returning the 5 feature maps (no normalisation)."""
+  """torchvision ResNet trunk returning the 5 feature maps (no normalisation).
+
+  `remat` ('none' | 'full' | 'save_conv', see `layers.remat`) wraps every residual block.
+  """
   num_layers: int = 18
   dtype: Any = jnp.float32
+  remat: str = 'none'
 
   @nn.compact
   def __call__(self, x, train=False):
@@ -109,7 +113,8 @@ class ResNet(nn.Module):
     x = nn.max_pool(features[0], (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
     for i, (planes, num_blocks) in enumerate(zip((64, 128, 256, 512), blocks)):
       # torchvision `layerN`: blocks '0', '1', ...; the first one carries the stride.
-      block = functools.partial(ResNetBlock, planes, kind=kind, dtype=dt)
+      block = functools.partial(layers.remat(ResNetBlock, self.remat, static_argnums=(2,)), planes,
+                                kind=kind, dtype=dt)
       x = layers.Stage(block, num_blocks, 1 if i == 0 else 2, name=f'layer{i + 1}')(x, train)
       features.append(x)
     if self.is_initializing():
@@ -122,11 +127,12 @@ class ResnetEncoder(nn.Module):
   """(x − 0.45) / 0.225 → ResNet (child 'encoder'); returns [f0, f1, f2, f3, f4]."""
   num_layers: int = 18
   dtype: Any = jnp.float32
+  remat: str = 'none'
 
   @nn.compact
   def __call__(self, x, train=False):
     x = (jnp.asarray(x, jnp.float32) - 0.45) / 0.225
-    return ResNet(self.num_layers, dtype=self.dtype, name='encoder')(x.astype(self.dtype), train)
+    return ResNet(self.num_layers, dtype=self.dtype, remat=self.remat, name='encoder')(x.astype(self.dtype), train)
 
 
 def parse_resnet_version(version, net_name, allowed):

@@ -36,7 +36,8 @@ def build_model(config):
   depth = config.model.depth_net
   if not depth.name:
     raise ValueError("config key 'model.depth_net.name': expected a depth network name, got ''")
-  depth_net = registry.build_depth_net(depth.name, depth.version or None, depth.dropout, dtype=dtype)
+  depth_net = registry.build_depth_net(depth.name, depth.version or None, depth.dropout, dtype=dtype,
+                                       remat=config.model.remat)
   pose_net = None
   if loss_options(config).needs_pose_net:
     pose = config.model.pose_net
