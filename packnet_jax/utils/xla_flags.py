@@ -1,0 +1,43 @@
+"""Fastest measured XLA:CPU options, applied unless the user chose XLA_FLAGS.
+
+XLA:CPU compiles convolutions itself by default (Eigen). It can hand each
+convolution to a library instead; on this project's networks XNNPACK
+convolutions were the fastest choice for the forward passes and the train step
+(figures in the issue-12 closing note, measured with tools/benchmark.py). The
+options only concern the CPU backend; GPU and TPU ignore them, so the program
+itself is the same on every backend.
+
+XLA reads XLA_FLAGS once, when the first backend is created (the first
+computation or `jax.devices()`), not at `import jax`. `apply_cpu_defaults()`
+must therefore run before that; it is a no-op with a warning afterwards.
+"""
+import logging
+import os
+
+ENV_VAR = 'XLA_FLAGS'
+# Every convolution as one XNNPACK call (the rest stays XLA-generated code).
+CPU_DEFAULTS = ('--xla_cpu_experimental_xnn_fusion_type=LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION',)
+
+
+def _backend_started():
+  try:
+    from jax._src import xla_bridge  # pylint: disable=import-outside-toplevel
+  except ImportError:
+    return False
+  return bool(getattr(xla_bridge, 'backends_are_initialized', lambda: False)())
+
+
+def apply_cpu_defaults(environ=None):
+  """Sets XLA_FLAGS to CPU_DEFAULTS if the user has not set XLA_FLAGS; returns the XLA_FLAGS in effect.
+
+  Args:
+    environ: the environment to edit (default os.environ; a dict in tests).
+  """
+  environ = os.environ if environ is None else environ
+  if ENV_VAR in environ:
+    return environ[ENV_VAR]
+  if environ is os.environ and _backend_started():
+    logging.warning('XLA backend already initialised: the XLA:CPU defaults %s were not applied', CPU_DEFAULTS)
+    return ''
+  environ[ENV_VAR] = ' '.join(CPU_DEFAULTS)
+  return environ[ENV_VAR]
