@@ -21,7 +21,21 @@ import os
 import pathlib
 import sys
 
-os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=2')
+
+def _cpu_defaults():
+  """packnet_jax.utils.xla_flags.CPU_DEFAULTS, loaded from its file (the package would import jax)."""
+  import importlib.util  # pylint: disable=import-outside-toplevel
+  path = pathlib.Path(__file__).resolve().parents[1] / 'packnet_jax' / 'utils' / 'xla_flags.py'
+  spec = importlib.util.spec_from_file_location('_xla_flags', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return tuple(module.CPU_DEFAULTS)
+
+
+# The CPU defaults every entry point applies (packnet_jax.utils.xla_flags), so the parity tests run
+# under the same XLA:CPU options as the users' CLIs, plus the two fake devices.
+os.environ.setdefault('XLA_FLAGS', ' '.join(('--xla_force_host_platform_device_count=2',)
+                                            + _cpu_defaults()))
 os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '0')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
