@@ -75,10 +75,8 @@ def run_eval(fv):
   dataset = data_config.build_dataset(ds_config, fv.split, batch_size=batch_size,
                                       num_devices=jax.local_device_count())
   num_batches = int(dataset.cardinality())
-  cameras = ds_config['cameras']
-  cameras = [cameras] if isinstance(cameras, str) else list(cameras)
   results = runner.evaluate(model.depth_net, model.variables['depth'], dataset.as_numpy_iterator(), params,
-                            cameras=cameras if len(cameras) > 1 else (),
+                            cameras=runner.camera_names(ds_config),
                             num_batches=num_batches if num_batches > 0 else None, progress=fv.progress)
   results['checkpoint'] = model.source
   results['split'] = fv.split

@@ -192,6 +192,13 @@ def make_predict_fn(net, post_process=True):
   return jax.pmap(predict, axis_name=device_layout.AXIS_NAME)
 
 
+def camera_names(dataset_config):
+  """Cameras to report separately: the split's `cameras` when it names several (DDAD), else ()."""
+  cameras = dataset_config.get('cameras') or ()
+  cameras = [cameras] if isinstance(cameras, str) else list(cameras)
+  return tuple(cameras) if len(cameras) > 1 else ()
+
+
 def camera_of(filename, cameras):
   """The camera name contained in a DDAD filename ('<scene>_<camera>_<stem>'), else 'overall'."""
   for cam in cameras:

@@ -135,8 +135,8 @@ def run_validation(config, model, host_state, writer, step, workdir):
 
   results = runner.evaluate(
       model.depth_net, depth_variables(host_state.params, host_state.batch_stats), batches,
-      runner.MetricParams.from_config(config), max_batches=config.eval.max_batches, progress=False,
-      on_batch=keep_last)
+      runner.MetricParams.from_config(config), cameras=runner.camera_names(cfg),
+      max_batches=config.eval.max_batches, progress=False, on_batch=keep_last)
   writer.write_scalars(step, {f'val/{k}': v for k, v in report.scalars(results).items()})
   if last and config.datasets.validation.num_logs > 0:
     rgb, inv = last[0]
