@@ -2,6 +2,7 @@
 import functools
 
 import flax
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,13 +10,32 @@ import optax
 import pytest
 
 import train_testlib
-from packnet_jax.models import registry
 from packnet_jax.models import sfm_model
+from packnet_jax.train import device_layout
 from packnet_jax.train import optim
 from packnet_jax.train import train_step as ts
 from packnet_jax.train.train_state import TrainState
 
 H, W = 32, 64
+# One loss scale: a quarter of the photometric loss's compile time; the scale count does not matter
+# for what is tested here (the full loss is checked against the reference in test_sfm_model).
+LOSS_OPTIONS = sfm_model.LossOptions(num_scales=1)
+
+
+class TinyPoseNet(nn.Module):
+  """PoseNet's interface (target, contexts [B,N,H,W,3] → [B,N,6]) at a fraction of its compile time.
+
+  What these tests check (pmap vs one device, BatchNorm sync, skipped steps) does not depend on the
+  pose architecture; the real PoseNet is trained by test_train_loop and checked by test_sfm_model.
+  """
+
+  @nn.compact
+  def __call__(self, target, contexts, train=False):
+    n = contexts.shape[1]
+    x = jnp.concatenate([target] + [contexts[:, j] for j in range(n)], axis=-1)
+    x = nn.relu(nn.Conv(8, (3, 3), strides=(2, 2), name='conv')(x))
+    x = nn.Conv(6 * n, (1, 1), name='pose_pred')(x)
+    return 0.01 * jnp.mean(x, axis=(1, 2)).reshape(-1, n, 6)
 
 
 def _batch(n=4, seed=0):
@@ -33,8 +53,7 @@ def _setup(version='', sgd=False):
   """(model, host TrainState). SGD makes parameters a linear function of the gradients:
   Adam's first step moves every weight by ±lr whatever the gradient's size, so
   float-noise-sized gradients (e.g. biases in front of GroupNorm) would flip sign."""
-  model = sfm_model.SfmModel(depth_net=train_testlib.TinyDepthNet(version=version),
-                             pose_net=registry.build_pose_net('PoseNet'))
+  model = sfm_model.SfmModel(depth_net=train_testlib.TinyDepthNet(version=version), pose_net=TinyPoseNet())
   variables = sfm_model.init_variables(model, jax.random.PRNGKey(0), (H, W))
   if sgd:
     tx = optax.sgd(0.1)
@@ -49,8 +68,8 @@ def _setup(version='', sgd=False):
 def _compiled(version='', sgd=False, pmapped=False, inject=()):
   """Compiled train steps, shared by the tests (compiling dominates their run time)."""
   model, _ = _setup(version, sgd)
-  fn = ts.make_train_step(model, sfm_model.LossOptions(), flip_lr_prob=0.5,
-                          axis_name=ts.AXIS_NAME if pmapped else None, inject_nonfinite_steps=inject)
+  fn = ts.make_train_step(model, LOSS_OPTIONS, flip_lr_prob=0.5,
+                          axis_name=device_layout.AXIS_NAME if pmapped else None, inject_nonfinite_steps=inject)
   return ts.pmap_train_step(fn) if pmapped else jax.jit(fn)
 
 
@@ -66,7 +85,7 @@ def test_pmap_equals_single_device(flip_seed):
   rng = jax.random.PRNGKey(flip_seed)
   single, m1 = _compiled(sgd=True)(state, batch, rng)
   multi, m2 = _compiled(sgd=True, pmapped=True)(flax.jax_utils.replicate(state),
-                                                ts.shard_batch(batch, 2), rng)
+                                                device_layout.shard_batch(batch, 2), rng)
   for a, b in zip(_leaves(single.params), _leaves(multi.params)):
     np.testing.assert_allclose(b[0], b[1], rtol=0, atol=0)   # replicas identical
     np.testing.assert_allclose(b[0], a, rtol=0, atol=1e-5)
@@ -80,7 +99,7 @@ def test_batchnorm_statistics_are_averaged_across_devices():
   _, state = _setup('bn', sgd=True)
   batch = _batch(4, seed=1)
   multi, _ = _compiled('bn', sgd=True, pmapped=True)(flax.jax_utils.replicate(state),
-                                                     ts.shard_batch(batch, 2), jax.random.PRNGKey(0))
+                                                     device_layout.shard_batch(batch, 2), jax.random.PRNGKey(0))
   stats = jax.device_get(multi.batch_stats['depth_net']['bn'])
   for leaf in jax.tree_util.tree_leaves(stats):
     np.testing.assert_array_equal(leaf[0], leaf[1])
@@ -157,4 +176,4 @@ def test_grad_clipping():
 
 def test_shard_batch_rejects_uneven_split():
   with pytest.raises(ValueError, match='not divisible by 2 devices'):
-    ts.shard_batch({'rgb': np.zeros((3, 2))}, 2)
+    device_layout.shard_batch({'rgb': np.zeros((3, 2))}, 2)
