@@ -38,16 +38,42 @@ def test_forward_cli_prints_json_lines():
   assert rec['platform'] == 'cpu'
 
 
-def test_forward_depth_net_batch2_and_torch_reference_skip(capsys, tmp_path):
+def test_forward_depth_net_batch2_and_torch_reference_needs_a_checkout(capsys, tmp_path):
   records = benchmark.main(['forward', '--network', 'DepthResNet18', '--shape', '32,32', '--batch', '2',
-                            '--iters', '2', '--warmup', '0', '--torch_reference', str(tmp_path)])
+                            '--iters', '2', '--warmup', '0'])
   printed = _lines(capsys.readouterr().out)
   assert printed == json.loads(json.dumps(records))
-  rec, ref = records
-  assert rec['num_params'] == 14_842_236  # docs/reference.md §2.7 (incl. the unused fc)
+  (rec,) = records
+  assert rec['num_params'] == 14_842_236  # SPEC §2.7 (incl. the unused fc)
   assert rec['frames_per_s'] == pytest.approx(2 / rec['median_s'])
-  # No reference code (and maybe no torch) there: a record that says why, never a crash.
-  assert ref['benchmark'] == 'forward_torch' and 'skipped' in ref
+  assert rec['xla_flags'] == benchmark.os.environ.get('XLA_FLAGS', '')
+  # A directory that is not a packnet-sfm checkout: one line naming the flag, never a traceback.
+  pytest.importorskip('torch')
+  with pytest.raises(SystemExit, match=r'error: --torch_source: .*expected a packnet-sfm checkout'):
+    benchmark.main(['forward', '--network', 'PoseNet', '--shape', '32,32', '--torch_reference',
+                    '--torch_source', str(tmp_path)])
+
+
+def test_interleaved_times_alternate_calls():
+  calls = []
+  times = benchmark.interleaved_times([lambda: calls.append('a'), lambda: calls.append('b')], iters=2, warmup=1)
+  assert calls == ['a', 'b'] * 3
+  assert [len(t) for t in times] == [2, 2] and all(x >= 0 for t in times for x in t)
+
+
+@pytest.mark.slow  # compiles a whole SelfSup train step (~70 s on the shared 2-core machine)
+def test_train_step_compile_only_reports_memory(capsys):
+  (rec,) = benchmark.main(['train_step', '--config', str(benchmark.ROOT / 'configs' / 'kitti_resnet18.py'),
+                           '--set', 'model.pose_net.name="PoseNet"', '--shape', '32,32', '--batch', '1',
+                           '--remat', 'full', '--compile_only'])
+  assert rec['benchmark'] == 'train_step' and rec['remat'] == 'full' and rec['pose_net'] == 'PoseNet'
+  assert 'median_s' not in rec  # the step was not run
+  assert rec['compiled_memory_bytes'] == rec['temp_bytes'] + rec['argument_bytes'] + rec['output_bytes']
+  # Arguments hold at least the parameters and both Adam moments (DepthResNet18 + PoseNet, float32).
+  assert rec['argument_bytes'] >= 3 * 4 * (14_842_236 + 1_592_684)
+  assert len(_lines(capsys.readouterr().out)) == 1
+  with pytest.raises(SystemExit, match=r'error: --set: model.no_such_key: unknown key'):
+    benchmark.main(['train_step', '--set', 'model.no_such_key=1', '--compile_only'])
 
 
 def test_network_names_and_bad_input():

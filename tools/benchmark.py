@@ -1,8 +1,10 @@
 """Benchmarks: network forward, train step, data pipeline, multi-device scaling.
 
   python tools/benchmark.py forward --network all --shape 192,640 [--batch 1 --dtype float32 --iters 5]
-  python tools/benchmark.py forward --network PackNet01 --torch_reference /path/to/packnet-sfm
-  python tools/benchmark.py train_step --config configs/kitti.py --shape 192,640 --batch 1
+  python tools/benchmark.py forward --network PackNet01 --torch_reference --torch_source /path/to/packnet-sfm
+  python tools/benchmark.py train_step --config configs/kitti.py --shape 192,640 --batch 4 --compile_only \
+      [--set model.remat=full]
+  python tools/benchmark.py train_step --config configs/kitti_resnet18.py --batch 2 --torch_reference
   python tools/benchmark.py data [--path KITTI_ROOT --split splits/train.txt] --shape 96,320
   python tools/benchmark.py scaling --network DepthResNet18 --shape 192,640 --batch 1
 
@@ -10,7 +12,15 @@ Every measurement prints one JSON line with the device kind and library
 versions. Compilation and warm-up iterations are excluded from the timings
 (compile time is reported separately); every timed call is followed by
 `block_until_ready`. Weights are random (timing does not depend on them) and
-are made without running the initialiser.
+are made without running the initialiser. The XLA:CPU defaults of
+`packnet_jax.utils.xla_flags` apply unless XLA_FLAGS is set.
+
+`--torch_reference` also times the PyTorch reference doing the same work, in
+the same process and interleaved call by call with ours (so both see the same
+machine load), with torch on as many threads as the CPU cores XLA uses; the
+reference's code comes from a packnet-sfm checkout given by `--torch_source`
+or $PACKNET_SFM_SOURCE (see tools/torch_reference.py). Records then carry
+`jax_over_torch_time` (< 1: ours is faster).
 """
 import argparse
 import contextlib
@@ -28,8 +38,13 @@ import jax.numpy as jnp
 import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-  sys.path.insert(0, str(ROOT))
+for _path in (ROOT, ROOT / 'tools'):
+  if str(_path) not in sys.path:
+    sys.path.insert(0, str(_path))
+
+from packnet_jax.utils import xla_flags  # noqa: E402  pylint: disable=wrong-import-position
+
+xla_flags.apply_cpu_defaults()  # before the first computation creates the backend
 
 # name → (registry kind, class name, version); the reference's table (docs/reference.md §10) order.
 NETWORKS = {
@@ -51,7 +66,8 @@ def environment():
   return {'platform': device.platform, 'device_kind': device.device_kind,
           'num_devices': jax.device_count(), 'cpu_count': os.cpu_count(),
           'jax': jax.__version__, 'jaxlib': jax.lib.__version__ if hasattr(jax.lib, '__version__') else None,
-          'flax': flax.__version__, 'numpy': np.__version__, 'python': platform.python_version()}
+          'flax': flax.__version__, 'numpy': np.__version__, 'python': platform.python_version(),
+          'xla_flags': os.environ.get('XLA_FLAGS', '')}
 
 
 def emit(record, out=None):
@@ -129,11 +145,55 @@ def time_compiled(fn, args, iters, warmup):
     start = time.perf_counter()
     jax.block_until_ready(compiled(*args))
     times.append(time.perf_counter() - start)
-  memory = None
-  with contextlib.suppress(Exception):
-    analysis = compiled.memory_analysis()
-    memory = int(analysis.temp_size_in_bytes + analysis.argument_size_in_bytes + analysis.output_size_in_bytes)
+  memory = compiled_memory(compiled).get('compiled_memory_bytes')
   return compile_s, times, memory
+
+
+def compiled_memory(compiled):
+  """Compiled buffer sizes: temp, arguments, outputs, their sum, and outputs aliasing (donated) arguments."""
+  try:
+    analysis = compiled.memory_analysis()
+    sizes = {'temp_bytes': int(analysis.temp_size_in_bytes),
+             'argument_bytes': int(analysis.argument_size_in_bytes),
+             'output_bytes': int(analysis.output_size_in_bytes),
+             'alias_bytes': int(analysis.alias_size_in_bytes)}
+  except Exception:  # pylint: disable=broad-except
+    return {}
+  sizes['compiled_memory_bytes'] = sizes['temp_bytes'] + sizes['argument_bytes'] + sizes['output_bytes']
+  sizes['compiled_memory_gib'] = sizes['compiled_memory_bytes'] / 2**30
+  return sizes
+
+
+def interleaved_times(fns, iters, warmup):
+  """Calls each of `fns` (already compiled, blocking) in turn, `warmup` + `iters` rounds; per-fn times."""
+  times = [[] for _ in fns]
+  for i in range(warmup + iters):
+    for fn, out in zip(fns, times):
+      start = time.perf_counter()
+      fn()
+      if i >= warmup:
+        out.append(time.perf_counter() - start)
+  return times
+
+
+def cpu_threads():
+  """CPU cores XLA:CPU runs on (its thread pool covers the process's CPU affinity)."""
+  return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
+
+
+def import_torch(torch_source):
+  """(torch, tools/torch_reference) with the reference importable and torch on `cpu_threads()` threads."""
+  import torch_reference  # pylint: disable=import-outside-toplevel
+  try:
+    import torch  # pylint: disable=import-outside-toplevel
+  except ImportError:
+    raise SystemExit('error: --torch_reference: torch is not installed (pip install torch, CPU wheel)') from None
+  try:
+    torch_reference.import_reference(torch_source)
+  except (ValueError, ImportError) as e:
+    raise SystemExit(f'error: {e}') from None
+  torch.set_num_threads(cpu_threads())
+  return torch, torch_reference
 
 
 def latency_stats(times, items):
@@ -145,61 +205,58 @@ def latency_stats(times, items):
 # forward
 
 
-def bench_forward(name, shape, batch, dtype, iters, warmup):
+def bench_forward(name, shape, batch, dtype, iters, warmup, torch_source=None):
+  """Forward record of `name`; with `torch_source`, also the reference's record, timed interleaved."""
   module, kind = build_network(name, DTYPES[dtype])
   inputs = network_inputs(kind, batch, shape)
   variables = random_variables(module, *inputs)
 
   def forward(variables, *inputs):
     return module.apply(variables, *inputs, train=False)
-  compile_s, times, compiled_bytes = time_compiled(forward, (variables,) + inputs, iters, warmup)
+  start = time.perf_counter()
+  compiled = jax.jit(forward).lower(variables, *inputs).compile()
+  compile_s = time.perf_counter() - start
+  fns = [lambda: jax.block_until_ready(compiled(variables, *inputs))]
+  if torch_source is not None:
+    fns.append(torch_forward_fn(name, shape, batch, torch_source))
+  times = interleaved_times(fns, iters, warmup)
   params = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(variables.get('params', {})))
-  return {'benchmark': 'forward', 'network': name, 'shape': list(shape), 'batch': batch, 'dtype': dtype,
-          'compile_s': compile_s, 'peak_memory_bytes': peak_memory_bytes(),
-          'compiled_memory_bytes': compiled_bytes, 'num_params': params, **latency_stats(times, batch)}
+  record = {'benchmark': 'forward', 'network': name, 'shape': list(shape), 'batch': batch, 'dtype': dtype,
+            'compile_s': compile_s, 'peak_memory_bytes': peak_memory_bytes(),
+            'compiled_memory_bytes': compiled_memory(compiled).get('compiled_memory_bytes'),
+            'num_params': params, **latency_stats(times[0], batch)}
+  if torch_source is None:
+    return [record]
+  import torch  # pylint: disable=import-outside-toplevel
+  reference = {'benchmark': 'forward_torch', 'network': name, 'shape': list(shape), 'batch': batch,
+               'torch': torch.__version__, 'threads': torch.get_num_threads(), **latency_stats(times[1], batch)}
+  record['jax_over_torch_time'] = reference['jax_over_torch_time'] = record['median_s'] / reference['median_s']
+  return [record, reference]
 
 
-def torch_forward(name, shape, batch, iters, warmup, reference_path):
-  """Times the PyTorch reference's forward (eval, no_grad) if torch and its code import; else a skip record."""
-  record = {'benchmark': 'forward_torch', 'network': name, 'shape': list(shape), 'batch': batch}
-  try:
-    import torch  # pylint: disable=import-outside-toplevel
-    sys.path.insert(0, os.fspath(reference_path))
-    kind, cls, version = NETWORKS[name]
-    if kind == 'depth':
-      module = __import__(f'packnet_sfm.networks.depth.{cls}', fromlist=[cls])
-      net = getattr(module, cls)(version=version) if version else getattr(module, cls)()
-    else:
-      module = __import__(f'packnet_sfm.networks.pose.{cls}', fromlist=[cls])
-      net = getattr(module, cls)(nb_ref_imgs=NUM_CONTEXT) if cls == 'PoseNet' else getattr(module, cls)(version=version)
-  except Exception as e:  # pylint: disable=broad-except
-    return dict(record, skipped=f'{type(e).__name__}: {e}')
-  net.eval()
+def torch_forward_fn(name, shape, batch, torch_source):
+  """A no-arg function running the reference network's eval forward (no_grad) on random NCHW inputs."""
+  torch, torch_reference = import_torch(torch_source)
+  _, cls, version = NETWORKS[name]
+  net = torch_reference.build_network(cls, version, nb_ref_imgs=NUM_CONTEXT).eval()
   h, w = shape
   rgb = torch.rand(batch, 3, h, w)
-  args = (rgb,) if kind == 'depth' else (rgb, [torch.rand(batch, 3, h, w) for _ in range(NUM_CONTEXT)])
-  times = []
-  with torch.no_grad():
-    for i in range(warmup + iters):
-      start = time.perf_counter()
+  args = (rgb,) if not cls.startswith('Pose') else (rgb, [torch.rand(batch, 3, h, w) for _ in range(NUM_CONTEXT)])
+
+  def run():
+    with torch.no_grad():
       net(*args)
-      if i >= warmup:
-        times.append(time.perf_counter() - start)
-  return dict(record, torch=torch.__version__, threads=torch.get_num_threads(), **latency_stats(times, batch))
+  return run
 
 
 def cmd_forward(args):
   names = list(NETWORKS) if args.network == 'all' else args.network.split(',')
   shape = parse_shape(args.shape)
+  torch_source = (args.torch_source or '') if args.torch_reference else None
   records = []
   for name in names:
-    rec = emit(bench_forward(name, shape, args.batch, args.dtype, args.iters, args.warmup))
-    records.append(rec)
-    if args.torch_reference:
-      ref = torch_forward(name, shape, args.batch, args.iters, args.warmup, args.torch_reference)
-      if 'median_s' in ref:
-        ref['jax_over_torch_time'] = rec['median_s'] / ref['median_s']
-      records.append(emit(ref))
+    for record in bench_forward(name, shape, args.batch, args.dtype, args.iters, args.warmup, torch_source):
+      records.append(emit(record))
   return records
 
 
@@ -216,58 +273,147 @@ def load_config(path):
   return module.get_config()
 
 
-def bench_train_step(config, shape, batch, iters, warmup):
-  from packnet_jax.models import registry, sfm_model  # pylint: disable=import-outside-toplevel
-  from packnet_jax.train import optim, train_state, train_step  # pylint: disable=import-outside-toplevel
-  dtype = DTYPES[config.get('compute_dtype', 'float32')]
-  m = config.model
-  depth_net = registry.build_depth_net(m.depth_net.name, m.depth_net.version or None, dtype=dtype)
-  pose_net = registry.build_pose_net(m.pose_net.name, m.pose_net.version or None, nb_ref_imgs=NUM_CONTEXT,
-                                     dtype=dtype) if m.pose_net.name else None
-  model = sfm_model.SfmModel(depth_net=depth_net, pose_net=pose_net,
-                             upsample_depth_maps=m.loss.upsample_depth_maps, rotation_mode=m.loss.rotation_mode)
+def apply_overrides(config, overrides):
+  """`--set key=value` pairs onto the config (values parsed as Python literals, else strings)."""
+  import ast  # pylint: disable=import-outside-toplevel
+  for item in overrides or ():
+    key, sep, text = item.partition('=')
+    if not sep:
+      raise SystemExit(f'error: --set: expected KEY=VALUE, got {item!r}')
+    try:
+      value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+      value = text
+    node, *path = key.split('.')
+    parent = config
+    for part in [node] + path[:-1]:
+      if part not in parent:
+        raise SystemExit(f'error: --set: {key}: unknown key (not in configs/default.py)')
+      parent = parent[part]
+    leaf = (path or [node])[-1]
+    if leaf not in parent:
+      raise SystemExit(f'error: --set: {key}: unknown key (not in configs/default.py)')
+    parent[leaf] = value
+  return config
+
+
+def train_step_batch(config, shape, batch, seed=0):
+  """A random batch with the keys the configured model reads (numpy, NHWC)."""
+  from packnet_jax.train import model_init  # pylint: disable=import-outside-toplevel
   h, w = shape
-  rng = np.random.RandomState(0)
+  n = max(1, model_init.num_contexts(config))
+  rng = np.random.RandomState(seed)
   rgb = rng.uniform(size=(batch, h, w, 3)).astype(np.float32)
-  ctx = rng.uniform(size=(batch, NUM_CONTEXT, h, w, 3)).astype(np.float32)
+  ctx = rng.uniform(size=(batch, n, h, w, 3)).astype(np.float32)
   K = np.tile(np.asarray([[0.58 * w, 0, w / 2], [0, 1.92 * h, h / 2], [0, 0, 1]], np.float32), (batch, 1, 1))
   data = {'rgb': rgb, 'rgb_original': rgb, 'rgb_context': ctx, 'rgb_context_original': ctx, 'intrinsics': K}
-  if m.name == 'SemiSupModel':
+  if config.model.name == 'SemiSupModel':
     data['depth'] = rng.uniform(1, 80, size=(batch, h, w, 1)).astype(np.float32)
-  if m.name == 'VelSupModel':
-    data['pose_context'] = np.tile(np.eye(4, dtype=np.float32), (batch, NUM_CONTEXT, 1, 1))
-  variables = random_variables(model, jnp.asarray(rgb), jnp.asarray(ctx) if pose_net else None)
+  if config.model.name == 'VelSupModel':
+    data['pose_context'] = np.tile(np.eye(4, dtype=np.float32), (batch, n, 1, 1))
+  return data
+
+
+def compile_train_step(config, shape, batch):
+  """(compiled step, state, device batch, rng, compile seconds) built as training builds it.
+
+  The model comes from `model_init.build_model(config)` and the step from
+  `train_step.make_train_step` (jitted with the state donated, as in training);
+  only the weights are random instead of initialised.
+  """
+  from packnet_jax.train import model_init, optim, train_state, train_step  # pylint: disable=import-outside-toplevel
+  model = model_init.build_model(config)
+  data = train_step_batch(config, shape, batch)
+  variables = random_variables(model, jnp.asarray(data['rgb']),
+                               jnp.asarray(data['rgb_context']) if model.pose_net is not None else None)
   tx, _ = optim.optimizer_from_config(config.optim, steps_per_epoch=1000)
   state = train_state.TrainState.create(params=variables['params'], batch_stats=variables.get('batch_stats', {}),
                                         tx=tx, rng=jax.random.PRNGKey(0))
-  step = jax.jit(train_step.make_train_step(model, sfm_model.LossOptions.from_dict(m.name, m.loss),
-                                            flip_lr_prob=m.loss.flip_lr_prob))
-  data = jax.tree_util.tree_map(jnp.asarray, data)
+  step = train_step.jit_train_step(train_step.make_train_step(
+      model, model_init.loss_options(config), flip_lr_prob=config.model.loss.flip_lr_prob))
+  data = jax.tree_util.tree_map(jnp.asarray, train_step.model_inputs(data))
   key = jax.random.PRNGKey(1)
   start = time.perf_counter()
   compiled = step.lower(state, data, key).compile()
-  compile_s = time.perf_counter() - start
-  times = []
-  for i in range(warmup + iters):
-    start = time.perf_counter()
-    state, metrics = compiled(state, data, key)
-    jax.block_until_ready((state, metrics))
-    if i >= warmup:
-      times.append(time.perf_counter() - start)
-  median = statistics.median(times)
-  return {'benchmark': 'train_step', 'model': m.name, 'depth_net': m.depth_net.name, 'pose_net': m.pose_net.name,
-          'shape': list(shape), 'batch': batch, 'dtype': config.get('compute_dtype', 'float32'),
-          'compile_s': compile_s, 'median_s': median, 'p90_s': float(np.percentile(times, 90)),
-          'steps_per_s': 1.0 / median, 'images_per_s': batch / median, 'iters': len(times),
-          'peak_memory_bytes': peak_memory_bytes(), 'loss': float(metrics['loss'])}
+  return compiled, state, data, key, time.perf_counter() - start
+
+
+def bench_train_step(config, shape, batch, iters, warmup, compile_only=False, torch_source=None):
+  """Train-step records: compiled memory, and unless `compile_only` the step time (and the reference's)."""
+  compiled, state, data, key, compile_s = compile_train_step(config, shape, batch)
+  m = config.model
+  record = {'benchmark': 'train_step', 'model': m.name, 'depth_net': m.depth_net.name, 'pose_net': m.pose_net.name,
+            'shape': list(shape), 'batch': batch, 'dtype': config.compute_dtype, 'remat': m.remat,
+            'compile_s': compile_s, **compiled_memory(compiled)}
+  if compile_only:
+    return [record]
+  holder = {'state': state}
+
+  def ours():
+    holder['state'], holder['metrics'] = compiled(holder['state'], data, key)
+    jax.block_until_ready((holder['state'], holder['metrics']))
+  fns = [ours]
+  if torch_source is not None:
+    fns.append(torch_train_step_fn(config, shape, batch, torch_source))
+  times = interleaved_times(fns, iters, warmup)
+  median = statistics.median(times[0])
+  record.update({'median_s': median, 'p90_s': float(np.percentile(times[0], 90)), 'steps_per_s': 1.0 / median,
+                 'images_per_s': batch / median, 'iters': len(times[0]),
+                 'peak_memory_bytes': peak_memory_bytes(), 'loss': float(holder['metrics']['loss'])})
+  if torch_source is None:
+    return [record]
+  import torch  # pylint: disable=import-outside-toplevel
+  reference = {'benchmark': 'train_step_torch', 'model': m.name, 'depth_net': m.depth_net.name,
+               'pose_net': m.pose_net.name, 'shape': list(shape), 'batch': batch, 'torch': torch.__version__,
+               'threads': torch.get_num_threads(), 'median_s': statistics.median(times[1]),
+               'p90_s': float(np.percentile(times[1], 90)), 'iters': len(times[1])}
+  record['jax_over_torch_time'] = reference['jax_over_torch_time'] = median / reference['median_s']
+  return [record, reference]
+
+
+def torch_train_step_fn(config, shape, batch, torch_source):
+  """A no-arg function running one reference training step (forward, loss, backward, Adam) of SelfSupModel."""
+  torch, torch_reference = import_torch(torch_source)
+  m = config.model
+  if m.name != 'SelfSupModel':
+    raise SystemExit(f'error: --torch_reference: only SelfSupModel train steps are compared, got {m.name!r}')
+  n = NUM_CONTEXT
+  # Weights are random on both sides: a 'pt' (ImageNet) version is timed as the plain one.
+  depth_net = torch_reference.build_network(m.depth_net.name, _without_pt(m.depth_net.version))
+  pose_net = torch_reference.build_network(m.pose_net.name, _without_pt(m.pose_net.version), nb_ref_imgs=n)
+  model = torch_reference.build_selfsup_model(depth_net, pose_net, m.loss.to_dict()).train()
+  optimizer = torch.optim.Adam([{'params': depth_net.parameters(), 'lr': config.optim.depth.lr},
+                                {'params': pose_net.parameters(), 'lr': config.optim.pose.lr}])
+  data = {k: torch.from_numpy(v) for k, v in train_step_batch(config, shape, batch).items()}
+  nchw = {'rgb': data['rgb'].permute(0, 3, 1, 2).contiguous(),
+          'rgb_context': [data['rgb_context'][:, j].permute(0, 3, 1, 2).contiguous() for j in range(n)],
+          'intrinsics': data['intrinsics']}
+  nchw['rgb_original'], nchw['rgb_context_original'] = nchw['rgb'], nchw['rgb_context']
+
+  def step():
+    optimizer.zero_grad()
+    model(nchw)['loss'].backward()
+    optimizer.step()
+  return step
+
+
+def _without_pt(version):
+  version = str(version or '')
+  return (version[:-2] if version.endswith('pt') else version) or None
 
 
 def cmd_train_step(args):
-  config = load_config(args.config)
+  config = apply_overrides(load_config(args.config), args.set)
   if args.dtype:
     config.compute_dtype = args.dtype
+  if args.remat:
+    config.model.remat = args.remat
+  if args.torch_reference and args.compile_only:
+    raise SystemExit('error: --torch_reference times the step; it cannot be combined with --compile_only')
   shape = parse_shape(args.shape) if args.shape else tuple(config.datasets.augmentation.image_shape)
-  return [emit(bench_train_step(config, shape, args.batch, args.iters, args.warmup))]
+  torch_source = (args.torch_source or '') if args.torch_reference else None
+  records = bench_train_step(config, shape, args.batch, args.iters, args.warmup, args.compile_only, torch_source)
+  return [emit(r) for r in records]
 
 
 # ----------------------------------------------------------------------------
@@ -337,18 +483,29 @@ def main(argv=None):
     p.add_argument('--iters', type=int, default=5, help='timed iterations')
     p.add_argument('--warmup', type=int, default=1, help='untimed iterations after compilation')
 
+  def torch_flags(p):
+    p.add_argument('--torch_reference', action='store_true',
+                   help='also time the PyTorch reference (same work, same run, interleaved)')
+    p.add_argument('--torch_source', default=None,
+                   help='packnet-sfm checkout for --torch_reference (default: $PACKNET_SFM_SOURCE)')
+
   p = sub.add_parser('forward', help='eval-mode forward of each network')
   p.add_argument('--network', default='all', help=f'"all" or comma-separated of {",".join(NETWORKS)}')
   p.add_argument('--shape', default='192,640')
   p.add_argument('--batch', type=int, default=1)
   p.add_argument('--dtype', default='float32', choices=sorted(DTYPES))
-  p.add_argument('--torch_reference', default=None, help='path of a packnet-sfm checkout (optional)')
+  torch_flags(p)
   timing(p)
   p = sub.add_parser('train_step', help='one self-supervised training step of a config')
   p.add_argument('--config', default=str(ROOT / 'configs' / 'kitti.py'))
+  p.add_argument('--set', action='append', metavar='KEY=VALUE', help='config override (repeatable)')
   p.add_argument('--shape', default=None, help='H,W (default: the config image_shape)')
   p.add_argument('--batch', type=int, default=1)
   p.add_argument('--dtype', default=None, choices=sorted(DTYPES), help='override config.compute_dtype')
+  p.add_argument('--remat', default=None, choices=('none', 'full', 'save_conv'), help='override model.remat')
+  p.add_argument('--compile_only', action='store_true', help='report compiled memory, do not run the step')
+  p.set_defaults(warmup=2)  # torch's first steps allocate and build kernels
+  torch_flags(p)
   timing(p)
   p = sub.add_parser('data', help='training input pipeline throughput')
   p.add_argument('--path', default=None, help='KITTI raw root (default: a synthetic scene in a temp dir)')
