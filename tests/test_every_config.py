@@ -84,9 +84,11 @@ def test_config_trains_two_steps(name, trees):
     assert np.isfinite(float(metrics['loss'])), (name, i, metrics)
     assert int(metrics['bad_streak']) == 0
   after = jax.device_get(device_state.params)
-  moved = [not np.array_equal(a, b) for a, b in zip(jax.tree_util.tree_leaves(before),
-                                                      jax.tree_util.tree_leaves(after))]
-  assert all(moved), f'{name}: {moved.count(False)} parameter arrays did not change in 2 steps'
-  # Its evaluation split builds too (the validation path of the same config).
-  eval_cfg = config_utils.dataset_config(config, 'validation')
-  assert len(data_config.build_source(eval_cfg, 'validation')) > 0
+  for net in before:   # both networks learn (a few arrays, e.g. a ResNet's unused fc, get no gradient)
+    pairs = list(zip(jax.tree_util.tree_leaves(before[net]), jax.tree_util.tree_leaves(after[net])))
+    moved = sum(not np.array_equal(a, b) for a, b in pairs)
+    assert moved >= 0.9 * len(pairs), f'{name}: only {moved} of {len(pairs)} {net} arrays changed in 2 steps'
+  # Its evaluation split builds too, where it has one (an image folder has no ground truth).
+  if config.datasets.validation.path:
+    eval_cfg = config_utils.dataset_config(config, 'validation')
+    assert len(data_config.build_source(eval_cfg, 'validation')) > 0
