@@ -164,16 +164,26 @@ def compiled_memory(compiled):
   return sizes
 
 
-def interleaved_times(fns, iters, warmup):
-  """Calls each of `fns` (already compiled, blocking) in turn, `warmup` + `iters` rounds; per-fn times."""
+def interleaved_times(fns, iters, warmup, settle_s=0.0):
+  """Calls each of `fns` (already compiled, blocking) in turn, `warmup` + `iters` rounds; per-fn times.
+
+  `settle_s`: pause before each call. XLA's and torch's worker threads keep spinning for a
+  while after their work ends; on a small machine that slows whichever library runs next
+  (torch measured 3x slower right after an XLA call on 2 cores), so comparisons pause.
+  """
   times = [[] for _ in fns]
   for i in range(warmup + iters):
     for fn, out in zip(fns, times):
+      if settle_s:
+        time.sleep(settle_s)
       start = time.perf_counter()
       fn()
       if i >= warmup:
         out.append(time.perf_counter() - start)
   return times
+
+
+SETTLE_S = 0.5  # pause between interleaved calls of two libraries (see `interleaved_times`)
 
 
 def cpu_threads():
@@ -219,7 +229,7 @@ def bench_forward(name, shape, batch, dtype, iters, warmup, torch_source=None):
   fns = [lambda: jax.block_until_ready(compiled(variables, *inputs))]
   if torch_source is not None:
     fns.append(torch_forward_fn(name, shape, batch, torch_source))
-  times = interleaved_times(fns, iters, warmup)
+  times = interleaved_times(fns, iters, warmup, SETTLE_S if torch_source is not None else 0.0)
   params = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(variables.get('params', {})))
   record = {'benchmark': 'forward', 'network': name, 'shape': list(shape), 'batch': batch, 'dtype': dtype,
             'compile_s': compile_s, 'peak_memory_bytes': peak_memory_bytes(),
@@ -355,7 +365,7 @@ def bench_train_step(config, shape, batch, iters, warmup, compile_only=False, to
   fns = [ours]
   if torch_source is not None:
     fns.append(torch_train_step_fn(config, shape, batch, torch_source))
-  times = interleaved_times(fns, iters, warmup)
+  times = interleaved_times(fns, iters, warmup, SETTLE_S if torch_source is not None else 0.0)
   median = statistics.median(times[0])
   record.update({'median_s': median, 'p90_s': float(np.percentile(times[0], 90)), 'steps_per_s': 1.0 / median,
                  'images_per_s': batch / median, 'iters': len(times[0]),
