@@ -24,8 +24,13 @@ def _jit_metrics(use_gt_scale, min_depth, max_depth, crop, scale_output):
                                    scale_output=scale_output))
 
 
+# Measured float32 noise (`python tools/measure_noise.py --only test_metrics`): metrics ≥ 20x below RTOL,
+# flip post-processing and fusion ≥ 8x below ATOL_MAPS.
 RTOL = 1e-5
 ATOL_MAPS = 1e-6
+# Bilinear resize of depths up to 80 m (1 ulp = 7.6e-6): noise 6.6e-5 (6x). We match the reference's
+# float32 result bit for bit today, but that rests on the operation order, not on a tolerance.
+ATOL_RESIZED = 4e-4
 
 
 def _metric_comparisons(name, got, want):
@@ -65,7 +70,7 @@ def test_every_stored_metric_vector_is_covered():
 @noise.parity_check()
 def check_prediction_resized_to_gt(dtype):
   out = jax.jit(M.scale_depth, static_argnums=(1, 2))(noise.cast_floats(_PRED, dtype), _GT.shape[1:3], 'resize')
-  return [noise.Comparison('pred_resized_to_gt', out, nchw_to_nhwc(_FIX['pred_resized_to_gt']), atol=ATOL_MAPS)]
+  return [noise.Comparison('pred_resized_to_gt', out, nchw_to_nhwc(_FIX['pred_resized_to_gt']), atol=ATOL_RESIZED)]
 
 
 def test_prediction_resized_to_gt():

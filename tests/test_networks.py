@@ -12,20 +12,29 @@ import numpy as np
 import pytest
 
 from conftest import load_json, load_npz, nchw_to_nhwc
+import noise
 import recipe
 from packnet_jax.convert import keymap
 from packnet_jax.models import (DepthResNet, PackNet01, PackNetSlim01, PoseNet, PoseResNet, build_depth_net,
                                 build_pose_net)
 
-DEPTH_FIXTURES = {
-    'PackNet01_1A': lambda: PackNet01(version='1A'),
-    'PackNet01_1B': lambda: PackNet01(version='1B'),
-    'PackNetSlim01_1A': lambda: PackNetSlim01(version='1A'),
-    'DepthResNet18': lambda: DepthResNet(version='18'),
-    'DepthResNet50': lambda: DepthResNet(version='50'),
+DEPTH_FIXTURES = {  # name → constructor(**kwargs), kwargs e.g. dtype
+    'PackNet01_1A': functools.partial(PackNet01, version='1A'),
+    'PackNet01_1B': functools.partial(PackNet01, version='1B'),
+    'PackNetSlim01_1A': functools.partial(PackNetSlim01, version='1A'),
+    'DepthResNet18': functools.partial(DepthResNet, version='18'),
+    'DepthResNet50': functools.partial(DepthResNet, version='50'),
 }
-POSE_FIXTURES = {'PoseNet': lambda: PoseNet(), 'PoseResNet18': lambda: PoseResNet(version='18')}
-TRAINBN_ATOL = {'DepthResNet18': 1e-4, 'DepthResNet50': 2e-3}
+POSE_FIXTURES = {'PoseNet': PoseNet, 'PoseResNet18': functools.partial(PoseResNet, version='18')}
+# Tolerances from the float32 noise (max |ours_f32 − ours_f64|; the reference's own: |ours_f64 − ref|),
+# measured by `python tools/measure_noise.py --only test_networks` (the same with XNNPACK convolutions):
+ATOL_INV_DEPTH = 1e-4  # eval / all-scales outputs: noise ≤ 1.0e-5 (≥ 9.7x)
+# Train-mode BatchNorm outputs: noise 2.7e-5 (ResNet18, 5.6x) and 2.4e-4 (ResNet50, 8.3x).
+TRAINBN_ATOL = {'DepthResNet18': 1.5e-4, 'DepthResNet50': 2e-3}
+# Updated running statistics: ResNet18 noise ≤ 4.5e-7 (≥ 9.6x). ResNet50's layer4.1.bn2 (after 50 layers)
+# has noise 1.8e-6 in the mean and 3.2e-6 in the variance, which failed an atol of 1e-6 (issue 11): ≥ 5.5x.
+BN_STATS_TOL = {'DepthResNet18': dict(rtol=1e-5, atol=1e-6), 'DepthResNet50': dict(rtol=1e-5, atol=1e-5)}
+ATOL_POSE = 1e-6  # pose vectors: noise ≤ 1.1e-8 (≥ 88x)
 
 
 def _load_net(name, module, *inputs):
@@ -39,11 +48,11 @@ def _load_net(name, module, *inputs):
 
 
 @functools.lru_cache(maxsize=None)
-def _depth_outputs(name):
+def _depth_outputs(name, dtype=np.float32):
   data = load_npz(f'net_{name}.npz')
-  module = DEPTH_FIXTURES[name]()
-  rgb = nchw_to_nhwc(data['input_rgb'])
-  variables = _load_net(name, module, rgb)
+  module = DEPTH_FIXTURES[name](dtype=dtype)
+  rgb = nchw_to_nhwc(data['input_rgb']).astype(dtype)
+  variables = noise.cast_floats(_load_net(name, module, rgb), dtype)
 
   @jax.jit
   def run(variables, rgb):
@@ -57,39 +66,54 @@ def _depth_outputs(name):
   return data, jax.device_get(run(variables, rgb))
 
 
+@noise.parity_check(params=sorted(DEPTH_FIXTURES))
+def check_depth_net(dtype, name):
+  """Eval output and the all-scales pyramid (and the train-mode one for nets without BatchNorm)."""
+  data, out = _depth_outputs(name, dtype)
+  C = functools.partial(noise.Comparison, atol=ATOL_INV_DEPTH)
+  comparisons = [C('eval', out['eval'], nchw_to_nhwc(data['eval_inv_depth']))]
+  for kind in ('scales', 'train'):
+    if kind in out:
+      assert len(out[kind]) == 4
+      comparisons += [C(f'{kind}_s{s}', out[kind][s], nchw_to_nhwc(data[f'inv_depth_s{s}'])) for s in range(4)]
+  return comparisons
+
+
 @pytest.mark.parametrize('name', sorted(DEPTH_FIXTURES))
 def test_depth_net_matches_reference(name):
-  data, out = _depth_outputs(name)
-  assert out['eval'].dtype == np.float32 and out['eval'].shape == (2, 64, 192, 1)
-  np.testing.assert_allclose(out['eval'], nchw_to_nhwc(data['eval_inv_depth']), rtol=0, atol=1e-4)
-  pyramids = [out['scales']] + ([out['train']] if 'train' in out else [])
-  for pyramid in pyramids:
-    assert len(pyramid) == 4
-    for s in range(4):
-      np.testing.assert_allclose(pyramid[s], nchw_to_nhwc(data[f'inv_depth_s{s}']), rtol=0, atol=1e-4,
-                                 err_msg=f'scale {s}')
+  comparisons = check_depth_net(np.float32, name)
+  assert comparisons[0].ours.dtype == np.float32 and comparisons[0].ours.shape == (2, 64, 192, 1)
+  noise.assert_all(comparisons)
+
+
+@noise.parity_check(params=sorted(TRAINBN_ATOL))
+def check_depth_resnet_train_batchnorm(dtype, name):
+  """Train-mode (batch statistics) pyramid and the updated running statistics of two BatchNorms."""
+  data, out = _depth_outputs(name, dtype)
+  comparisons = [noise.Comparison(f'trainbn_s{s}', out['trainbn'][s], nchw_to_nhwc(data[f'trainbn_inv_depth_s{s}']),
+                                  atol=TRAINBN_ATOL[name]) for s in range(4)]
+  stats = out['after']['batch_stats']['encoder']['encoder']
+  for path, bn in (('bn1', stats['bn1']), ('layer4.1.bn2', stats['layer4']['1']['bn2'])):
+    prefix = f'trainbn_after.encoder.encoder.{path}'
+    comparisons.append(noise.Comparison(f'{path}.running_mean', bn['mean'], data[f'{prefix}.running_mean'],
+                                        **BN_STATS_TOL[name]))
+    comparisons.append(noise.Comparison(f'{path}.running_var', bn['var'], data[f'{prefix}.running_var'],
+                                        **BN_STATS_TOL[name]))
+  return comparisons
 
 
 @pytest.mark.parametrize('name', sorted(TRAINBN_ATOL))
 def test_depth_resnet_train_batchnorm(name):
-  data, out = _depth_outputs(name)
-  for s in range(4):
-    np.testing.assert_allclose(out['trainbn'][s], nchw_to_nhwc(data[f'trainbn_inv_depth_s{s}']), rtol=0,
-                               atol=TRAINBN_ATOL[name], err_msg=f'scale {s}')
-  stats = out['after']['batch_stats']['encoder']['encoder']
-  for path, bn in (('bn1', stats['bn1']), ('layer4.1.bn2', stats['layer4']['1']['bn2'])):
-    prefix = f'trainbn_after.encoder.encoder.{path}'
-    np.testing.assert_allclose(bn['mean'], data[f'{prefix}.running_mean'], rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(bn['var'], data[f'{prefix}.running_var'], rtol=1e-5, atol=1e-6)
+  noise.assert_all(check_depth_resnet_train_batchnorm(np.float32, name))
 
 
-@pytest.mark.parametrize('name', sorted(POSE_FIXTURES))
-def test_pose_net_matches_reference(name):
+@noise.parity_check(params=sorted(POSE_FIXTURES))
+def check_pose_net(dtype, name):
   data = load_npz(f'net_{name}.npz')
-  module = POSE_FIXTURES[name]()
-  target = nchw_to_nhwc(data['input_rgb'])
-  contexts = np.moveaxis(nchw_to_nhwc(data['input_context']), 0, 1)  # [N,B,...] → [B,N,H,W,3]
-  variables = _load_net(name, module, target, contexts)
+  module = POSE_FIXTURES[name](dtype=dtype)
+  target = nchw_to_nhwc(data['input_rgb']).astype(dtype)
+  contexts = np.moveaxis(nchw_to_nhwc(data['input_context']), 0, 1).astype(dtype)  # [N,B,...] → [B,N,H,W,3]
+  variables = noise.cast_floats(_load_net(name, module, target, contexts), dtype)
 
   @jax.jit
   def run(variables, target, contexts):
@@ -99,10 +123,18 @@ def test_pose_net_matches_reference(name):
     return out
 
   out = jax.device_get(run(variables, target, contexts))
-  assert out['eval'].shape == (2, 2, 6) and out['eval'].dtype == np.float32
-  np.testing.assert_allclose(out['eval'], data['pose_vec'], rtol=0, atol=1e-6)
+  assert out['eval'].shape == (2, 2, 6)
+  comparisons = [noise.Comparison('eval', out['eval'], data['pose_vec'], atol=ATOL_POSE)]
   if 'trainbn_pose_vec' in data:
-    np.testing.assert_allclose(out['trainbn'], data['trainbn_pose_vec'], rtol=0, atol=1e-6)
+    comparisons.append(noise.Comparison('trainbn', out['trainbn'], data['trainbn_pose_vec'], atol=ATOL_POSE))
+  return comparisons
+
+
+@pytest.mark.parametrize('name', sorted(POSE_FIXTURES))
+def test_pose_net_matches_reference(name):
+  comparisons = check_pose_net(np.float32, name)
+  assert comparisons[0].ours.dtype == np.float32
+  noise.assert_all(comparisons)
 
 
 # ---------------------------------------------------------------------------- structure

@@ -13,10 +13,11 @@ turned into float64, so BatchNorm statistics and heads are float64 too). One lin
              (both in units of the allclose bound atol + rtol·|ref|)
 
 A line is flagged TIGHT if margin < 4 (the tolerance is within 4x of our own float32 noise: another
-CPU or XLA version can fail it) and FAIL if used > 1. `--both_xla` re-runs the measurement in two
-subprocesses, with the default XLA:CPU flags and with
+CPU or XLA version can fail it) and FAIL if used > 1. `--both_xla` runs the measurement in two
+subprocesses side by side, with the default XLA:CPU flags and with
 `--xla_cpu_experimental_xnn_fusion_type=LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION`, and prints the
-worst of the two per comparison.
+worst of the two per comparison. The whole run takes about 10 minutes of CPU time (the float64
+networks dominate); `--only test_geometry` and the like measure a part.
 """
 import argparse
 import contextlib
@@ -39,7 +40,7 @@ XLA_VARIANTS = {
 # Test modules that register parity checks.
 PARITY_MODULES = ('test_geometry', 'test_photometric_loss', 'test_ssim_smoothness', 'test_supervised_loss',
                   'test_reprojected_distance', 'test_velocity_loss', 'test_metrics', 'test_networks',
-                  'test_sfm_model')
+                  'test_sfm_model', 'test_data_kitti')
 # Modules whose `jnp.float32` casts become float64 for the float64 run.
 _FLOAT32_CASTING_MODULES = ('layers', 'resnet_encoder', 'pose_net', 'pose_resnet', 'packnet', 'depth_resnet',
                             'sfm_model')
@@ -96,7 +97,7 @@ def measure(only=''):
         ours64 = np.asarray(comps64[c.name].ours)
         assert ours64.dtype == np.float64 or not np.issubdtype(ours64.dtype, np.floating), (label, c.name)
         rows.append({
-            'check': label, 'comparison': c.name, 'atol': c.atol, 'rtol': c.rtol,
+            'check': label, 'comparison': c.name, 'atol': float(c.atol), 'rtol': float(c.rtol),
             'observed': _max_abs(c.ours, c.ref), 'noise': _max_abs(c.ours, ours64),
             'ref_noise': _max_abs(ours64, c.ref),
             'used': c.ratio(), 'noise_used': c.ratio(ref=ours64),
@@ -136,19 +137,22 @@ def main(argv=None):
   parser.add_argument('--both_xla', action='store_true', help='default XLA flags and XNN individual-conv')
   parser.add_argument('--json', help='write the rows to this file')
   args = parser.parse_args(argv)
-  if args.both_xla:
-    runs = []
+  if args.both_xla:  # the two variants run side by side; each prints its own table to its log
+    procs, outs = [], []
+    tmp = pathlib.Path(os.environ.get('TMPDIR', '/tmp'))
     for variant, flags in XLA_VARIANTS.items():
-      out = pathlib.Path(os.environ.get('TMPDIR', '/tmp')) / f'measure_noise_{variant}_{os.getpid()}.json'
-      cmd = [sys.executable, __file__, '--only', args.only, '--json', str(out)]
-      env = dict(os.environ, XLA_FLAGS=flags)
-      print(f'== {variant}: XLA_FLAGS={flags}', file=sys.stderr, flush=True)
-      if subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL).returncode:
-        print(f'error: measurement with XLA_FLAGS={flags} failed', file=sys.stderr)
-        return 1
-      runs.append(json.loads(out.read_text()))
+      out, log = tmp / f'measure_noise_{variant}_{os.getpid()}.json', tmp / f'measure_noise_{variant}.log'
+      print(f'== {variant}: XLA_FLAGS={flags} (log: {log})', file=sys.stderr, flush=True)
+      with open(log, 'w') as f:
+        procs.append(subprocess.Popen([sys.executable, __file__, '--only', args.only, '--json', str(out)],
+                                      env=dict(os.environ, XLA_FLAGS=flags), stdout=f, stderr=subprocess.STDOUT))
+      outs.append(out)
+    if any(p.wait() for p in procs):
+      print('error: a measurement subprocess failed (see its log)', file=sys.stderr)
+      return 1
+    rows = _merge([json.loads(out.read_text()) for out in outs])
+    for out in outs:
       out.unlink()
-    rows = _merge(runs)
   else:
     rows = measure(args.only)
   _print_table(rows)
