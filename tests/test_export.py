@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from jax import lax
 
+from packnet_jax import cli
 from packnet_jax import export
 from packnet_jax.models import layers, registry
 
@@ -213,6 +214,6 @@ def test_cli_bad_arguments(converted_dir, tmp_path, capsys, bad, message):
           '--output', str(tmp_path / 'x')]
   for i in range(0, len(bad), 2):
     argv[argv.index(bad[i]) + 1] = bad[i + 1]
-  assert export.main(argv) == 2
+  assert export.main(argv) == cli.EXIT_ERROR
   assert message in capsys.readouterr().err
   assert not (tmp_path / 'x').exists()
