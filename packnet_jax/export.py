@@ -11,13 +11,11 @@ Both formats take rgb [B,H,W,3] float32 in [0,1] with a symbolic batch B and
 return the eval-mode inverse depth [B,H,W,1]; the weights are baked in.
 
 ONNX goes through a primitive-level copy of the traced program (`export_friendly`)
-rather than through jax2onnx's Flax-level shims, for two reasons: jax2onnx's
-shim for `flax.linen.max_pool` drops explicit padding (the ResNet stem's
-3×3/2 pad-1 pool would change shape), and its `conv_general_dilated` lowering
-knows only 1-D/2-D layouts, while PackNet's Conv3d is a 3-D convolution. The
-copy rewrites every 3-D convolution as one 2-D convolution over the depth taps
-stacked along channels (depth folded into the batch), which is exact up to
-float summation order and is plain ONNX `Conv`.
+rather than through jax2onnx's Flax-level shims: jax2onnx's shim for
+`flax.linen.max_pool` drops explicit padding (the ResNet stem's 3×3/2 pad-1 pool
+would change shape), so max-pools and pads are rewritten as plain slices and
+concatenations. PackNet's Conv3d needs no rewrite: it is a 2-D convolution over
+the depth taps on every backend (`models/layers.py`), plain ONNX `Conv`.
 """
 import functools
 import logging
@@ -72,40 +70,7 @@ def load_stablehlo(data):
 
 
 # ----------------------------------------------------------------------------
-# Export-friendly program: primitives only, 3-D convolutions as 2-D ones.
-
-
-def _conv3d_as_conv2d(lhs, rhs, *, window_strides, padding, lhs_dilation, rhs_dilation,
-                      dimension_numbers, feature_group_count, batch_group_count, precision,
-                      preferred_element_type, **unused_params):
-  """A 3-D conv_general_dilated (unit stride/dilation along depth, no groups) via one 2-D conv.
-
-  out[:, d] = Σ_i conv2d(x_padded[:, d + i], w[i]) = conv2d(concat_i x_padded[:, d + i], concat_i w[i]):
-  the kd depth-shifted inputs are stacked along channels and depth is folded into the batch.
-  """
-  if (window_strides[0] != 1 or (lhs_dilation and lhs_dilation[0] != 1)
-      or (rhs_dilation and rhs_dilation[0] != 1) or feature_group_count != 1 or batch_group_count != 1):
-    raise NotImplementedError('export: only 3-D convolutions with unit depth stride/dilation and no '
-                              'feature/batch groups can be lowered for ONNX')
-  lhs_spec, rhs_spec, out_spec = dimension_numbers
-  x = jnp.transpose(lhs, (lhs_spec[0], *lhs_spec[2:], lhs_spec[1]))  # [N, D, H, W, I]
-  w = jnp.transpose(rhs, (*rhs_spec[2:], rhs_spec[1], rhs_spec[0]))  # [kd, kh, kw, I, O]
-  kd, kh, kw, cin, cout = w.shape
-  (pd0, pd1), spatial_padding = padding[0], tuple(padding[1:])
-  x = _pad_as_concat(x, 0.0, padding_config=[(0, 0, 0), (pd0, pd1, 0), (0, 0, 0), (0, 0, 0), (0, 0, 0)])
-  depth_out = x.shape[1] - kd + 1
-  stacked = jnp.concatenate([x[:, i:i + depth_out] for i in range(kd)], axis=-1)
-  stacked = stacked.reshape((-1,) + stacked.shape[2:])  # [N·Dout, H, W, kd·I]
-  w2 = jnp.transpose(w, (1, 2, 0, 3, 4)).reshape(kh, kw, kd * cin, cout)
-  y = lax.conv_general_dilated(
-      stacked, w2, tuple(window_strides[1:]), spatial_padding,
-      lhs_dilation=tuple(lhs_dilation[1:]) if lhs_dilation else None,
-      rhs_dilation=tuple(rhs_dilation[1:]) if rhs_dilation else None,
-      dimension_numbers=('NHWC', 'HWIO', 'NHWC'), precision=precision,
-      preferred_element_type=preferred_element_type)
-  y = y.reshape((-1, depth_out) + y.shape[1:])  # [N, Dout, Ho, Wo, O]
-  # y's axes are (batch, spatial..., feature); out_spec gives their positions in the result.
-  return jnp.transpose(y, np.argsort((out_spec[0], *out_spec[2:], out_spec[1])))
+# Export-friendly program: primitives only, max-pools and pads rewritten.
 
 
 def _pad_as_concat(x, padding_value, *, padding_config):
@@ -149,7 +114,7 @@ def _max_pool_as_slices(x, *, window_dimensions, window_strides, padding, base_d
 
 
 def _eval_friendly(jaxpr, consts, *args):
-  """Evaluates a jaxpr, inlining call primitives and rewriting 3-D convolutions."""
+  """Evaluates a jaxpr, inlining call primitives and rewriting max-pools and pads."""
   env = {}
 
   def read(v):
@@ -166,8 +131,6 @@ def _eval_friendly(jaxpr, consts, *args):
       inner = eqn.params[_INLINE_PARAM[name]]
       inner_jaxpr, inner_consts = (inner.jaxpr, inner.consts) if hasattr(inner, 'consts') else (inner, ())
       outs = _eval_friendly(inner_jaxpr, inner_consts, *invals)
-    elif name == 'conv_general_dilated' and eqn.invars[0].aval.ndim == 5:
-      outs = [_conv3d_as_conv2d(*invals, **eqn.params)]
     elif name == 'pad':
       outs = [_pad_as_concat(*invals, **eqn.params)]
     elif name == 'reduce_window_max':
@@ -184,7 +147,7 @@ def export_friendly(fn, spec):
   """fn traced once at `spec` (symbolic dims allowed) as a function of primitives only.
 
   The returned function evaluates the traced program (weights as constants) with
-  call primitives inlined and 3-D convolutions rewritten as 2-D ones; it must be
+  call primitives inlined and max-pools / pads rewritten; it must be
   called with arguments of `spec`'s shape (it is meant to be traced again).
   """
   closed = jax.make_jaxpr(fn)(spec)

@@ -47,26 +47,6 @@ def _eqn_params(fn, *args):
 # The primitive rewrites used for ONNX are exact.
 
 
-@pytest.mark.parametrize('layout,padding,strides', [
-    (('NDHWC', 'DHWIO', 'NDHWC'), ((1, 1), (1, 1), (1, 1)), (1, 1, 1)),
-    (('NCDHW', 'OIDHW', 'NCDHW'), ((2, 0), (0, 1), (1, 2)), (1, 2, 1)),
-])
-def test_conv3d_as_conv2d_matches_lax(layout, padding, strides):
-  rng = np.random.RandomState(0)
-  lhs_shape = (2, 5, 6, 7, 3) if layout[0] == 'NDHWC' else (2, 3, 5, 6, 7)
-  rhs_shape = (3, 3, 2, 3, 4) if layout[1] == 'DHWIO' else (4, 3, 3, 3, 2)
-  x = jnp.asarray(rng.standard_normal(lhs_shape), jnp.float32)
-  w = jnp.asarray(rng.standard_normal(rhs_shape), jnp.float32)
-
-  def conv(x, w):
-    return lax.conv_general_dilated(x, w, strides, padding, dimension_numbers=layout,
-                                    precision=lax.Precision.HIGHEST)
-  want = conv(x, w)
-  got = export._conv3d_as_conv2d(x, w, **_eqn_params(conv, x, w))  # pylint: disable=protected-access
-  assert got.shape == want.shape
-  np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-5)
-
-
 def test_max_pool_and_pad_rewrites_match_lax():
   x = jnp.asarray(np.random.RandomState(1).standard_normal((2, 9, 13, 3)), jnp.float32)
 
