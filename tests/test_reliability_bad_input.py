@@ -272,6 +272,25 @@ def case_output_not_writable_eval(tmp, ckpt):
           ['a_file'])
 
 
+def case_torchvision_not_resnet_convert(tmp, ckpt):
+  path = tmp / 'vgg11-8a719046.pth'
+  torch_writer.save_zip({'features.0.weight': np.zeros((8, 3, 3, 3), np.float32),
+                         'classifier.0.weight': np.zeros((10, 8), np.float32)}, path)
+  return _convert(tmp, path), ['vgg11-8a719046.pth', 'torchvision ResNet state dict']
+
+
+def case_truncated_pth_convert(tmp, ckpt):
+  path = tmp / 'resnet18-f37072fd.pth'
+  torch_writer.save_zip({'conv1.weight': np.zeros((64, 3, 7, 7), np.float32)}, path)
+  path.write_bytes(path.read_bytes()[:-300])
+  return _convert(tmp, path), ['resnet18-f37072fd.pth', 'truncated']
+
+
+def case_pt_version_without_imagenet_file_train(tmp, ckpt):
+  return (_main(tmp, '--config.model.depth_net.name=DepthResNet', '--config.model.depth_net.version=18pt'),
+          ["'model.depth_net.pretrained_encoder'", 'resnet18-f37072fd.pth'])
+
+
 CASES = sorted(name[len('case_'):] for name in dir() if name.startswith('case_'))
 
 
