@@ -51,10 +51,7 @@ def tiny_args(workdir, *overrides):
           '--config.datasets.train.batch_size=1', f'--config.arch.max_steps={STEPS}',
           f'--config.checkpoint.every_steps={EVERY}', '--config.checkpoint.every_epochs=0',
           '--config.checkpoint.keep=2', '--config.logging.image_every_steps=0',
-          '--config.logging.log_every_steps=1',
-          # One loss scale: a quarter of the loss's compile time; what is checked (resume, skipped steps,
-          # determinism) does not depend on the scale count.
-          '--config.model.loss.num_scales=1', *overrides]
+          '--config.logging.log_every_steps=1', *overrides]
 
 
 @pytest.fixture(scope='module')
