@@ -1,4 +1,4 @@
-"""Every experiment file in configs/ trains: load, validate, build its networks, run 2 train steps.
+"""Every experiment file in configs/ trains: load, validate, build its networks, run train steps.
 
 Only data paths and the image shape are overridden (plus, for ImageNet-initialised
 'pt' versions, the path of the encoder weights), so a config whose keys, networks,
@@ -20,14 +20,18 @@ import torch_writer
 
 from packnet_jax import config_utils
 from packnet_jax.data import config as data_config
+from packnet_jax.models import sfm_model
 from packnet_jax.train import model_init
+from packnet_jax.train import optim
 from packnet_jax.train import train
 from packnet_jax.train import train_step as train_step_lib
+from packnet_jax.train.train_state import TrainState
 from packnet_jax.train.train_state import step_rng
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 EXPERIMENTS = sorted(p.stem for p in (ROOT / 'configs').glob('*.py') if p.stem not in ('__init__', 'default'))
 SHAPE = (32, 64)
+FAST_COMPILE = {'xla_backend_optimization_level': 0, 'xla_llvm_disable_expensive_passes': True}
 
 
 @pytest.fixture(scope='module')
@@ -63,8 +67,17 @@ def point_at_synthetic_data(config, trees):
   return config
 
 
-@pytest.mark.parametrize('name', EXPERIMENTS)
-def test_config_trains_two_steps(name, trees):
+def _runs_in_ci(name):
+  """Each network family trains for real in CI; more PackNet01 configs (~2 min of CPU each) are `slow`.
+
+  Every config is traced end to end by test_config_traces_its_train_step in any case.
+  """
+  config = importlib.import_module(f'configs.{name}').get_config()
+  return config.model.depth_net.name != 'PackNet01' or name == 'kitti'
+
+
+def _setup(name, trees):
+  """(config, train batches iterator, model) of an experiment file pointed at the synthetic data."""
   config = point_at_synthetic_data(importlib.import_module(f'configs.{name}').get_config(), trees)
   config_utils.validate_config(config)
   train_cfg = config_utils.dataset_config(config, 'train')
@@ -72,15 +85,48 @@ def test_config_trains_two_steps(name, trees):
   batches = data_config.make_train_iterator(
       train_cfg, batch_size=config.datasets.train.batch_size, num_devices=1, seed=config.arch.seed,
       shuffle=config.datasets.train.shuffle, source=source, process_index=0, process_count=1)
-  model = model_init.build_model(config)
+  return config, batches, model_init.build_model(config)
+
+
+def _step_fn(config, model):
+  return train_step_lib.make_train_step(model, model_init.loss_options(config),
+                                        flip_lr_prob=config.model.loss.flip_lr_prob)
+
+
+def _device_batch(batches):
+  return {k: jnp.asarray(v[0]) for k, v in train_step_lib.model_inputs(next(batches)).items()}
+
+
+@pytest.mark.parametrize('name', EXPERIMENTS)
+def test_config_traces_its_train_step(name, trees):
+  """Data, networks, losses and optimiser of every config fit together (traced, not compiled)."""
+  config, batches, model = _setup(name, trees)
+  variables = jax.eval_shape(lambda rng: sfm_model.init_variables(
+      model, rng, SHAPE, num_context=max(1, model_init.num_contexts(config))), jax.random.PRNGKey(0))
+  tx, _ = optim.optimizer_from_config(config.optim, 10)
+  state = jax.eval_shape(lambda: TrainState.create(params=variables['params'], tx=tx, rng=jax.random.PRNGKey(0),
+                                                   batch_stats=variables.get('batch_stats', {})))
+  new_state, metrics = jax.eval_shape(_step_fn(config, model), state, _device_batch(batches),
+                                      jax.random.PRNGKey(1))
+  assert jax.tree_util.tree_structure(new_state) == jax.tree_util.tree_structure(state)
+  assert metrics['loss'].shape == () and metrics['loss'].dtype == jnp.float32
+  assert ('grad_norm_pose' in metrics) == (model.pose_net is not None)
+
+
+@pytest.mark.parametrize('name', [n if _runs_in_ci(n) else pytest.param(n, marks=pytest.mark.slow)
+                                  for n in EXPERIMENTS])
+def test_config_trains_two_steps(name, trees):
+  config, batches, model = _setup(name, trees)
   state, _ = train.create_train_state(config, model, steps_per_epoch=10)
-  step = train_step_lib.jit_train_step(train_step_lib.make_train_step(
-      model, model_init.loss_options(config), flip_lr_prob=config.model.loss.flip_lr_prob))
+  step = train_step_lib.jit_train_step(_step_fn(config, model))
   before = jax.tree_util.tree_map(np.asarray, state.params)
   device_state = jax.device_put(state)
+  compiled = None
   for i in range(2):
-    batch = {k: jnp.asarray(v[0]) for k, v in train_step_lib.model_inputs(next(batches)).items()}
-    device_state, metrics = step(device_state, batch, step_rng(jnp.asarray(state.rng), i))
+    args = (device_state, _device_batch(batches), step_rng(jnp.asarray(state.rng), i))
+    # What is checked here is the config, not XLA's code: compile quickly (LLVM -O0), the same program.
+    compiled = compiled or step.lower(*args).compile(compiler_options=FAST_COMPILE)
+    device_state, metrics = compiled(*args)
     assert np.isfinite(float(metrics['loss'])), (name, i, metrics)
     assert int(metrics['bad_streak']) == 0
   after = jax.device_get(device_state.params)

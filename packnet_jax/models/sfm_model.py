@@ -15,9 +15,11 @@
 Everything here takes plain values (flags and weights), never a config object.
 """
 import dataclasses
+import functools
 from typing import Optional
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from packnet_jax.geometry.depth import depth2inv
@@ -198,10 +200,14 @@ def sfm_loss(inv_depths, poses, batch, opts, progress=0.0):
 
 
 def init_variables(model, rng, image_shape, num_context=2, batch_size=1):
-  """Initialises the model's variables on zero inputs of the given image shape."""
+  """Initialises the model's variables on zero inputs of the given image shape.
+
+  Jitted: one compiled program instead of thousands of eager ops (PackNet01's init went from
+  ~40 s to a few seconds on 2 CPU cores).
+  """
   h, w = image_shape
   rgb = jnp.zeros((batch_size, h, w, 3), jnp.float32)
   ctx = jnp.zeros((batch_size, num_context, h, w, 3), jnp.float32) if model.pose_net is not None else None
-  variables = model.init(rng, rgb, ctx, train=False)
+  variables = jax.jit(functools.partial(model.init, train=False))(rng, rgb, ctx)
   return {k: v for k, v in variables.items()}
 
