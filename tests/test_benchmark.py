@@ -44,7 +44,7 @@ def test_forward_depth_net_batch2_and_torch_reference_needs_a_checkout(capsys, t
   printed = _lines(capsys.readouterr().out)
   assert printed == json.loads(json.dumps(records))
   (rec,) = records
-  assert rec['num_params'] == 14_842_236  # SPEC §2.7 (incl. the unused fc)
+  assert rec['num_params'] == 14_842_236  # docs/reference.md §2.7 (incl. the unused fc)
   assert rec['frames_per_s'] == pytest.approx(2 / rec['median_s'])
   assert rec['xla_flags'] == benchmark.os.environ.get('XLA_FLAGS', '')
   # A directory that is not a packnet-sfm checkout: one line naming the flag, never a traceback.

@@ -1,6 +1,6 @@
 """Depth and pose networks vs the reference fixtures (`net_*.npz`), weights via the keymap.
 
-Each net is filled with the SPEC §9 recipe applied to the torch keys of
+Each net is filled with the docs/reference.md §9 recipe applied to the torch keys of
 `net_<name>.json`, converted by `keymap.torch_state_dict_to_variables` (the
 converter's path), and all outputs are computed by one jitted function per net.
 """
@@ -139,7 +139,7 @@ def test_pose_net_matches_reference(name):
 
 # ---------------------------------------------------------------------------- structure
 
-PARAM_COUNTS = [  # SPEC §2.7: (builder, trainable params incl. fc, BN buffer elements, state-dict entries)
+PARAM_COUNTS = [  # docs/reference.md §2.7: (builder, trainable params incl. fc, BN buffer elements, state-dict entries)
     (lambda: build_depth_net('PackNet01', '1A'), 128_294_020, 0, 216),
     (lambda: build_depth_net('PackNet01', '1B'), 124_164_580, 0, 216),
     (lambda: build_depth_net('PackNetSlim01', '1A'), 76_997_796, 0, 216),

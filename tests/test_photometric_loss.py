@@ -20,7 +20,7 @@ META = load_json('losses_meta.json')['photometric_loss.npz']
 CASES = sorted(META)
 UNUSED_OPTIONS = ('occ_reg_weight', 'disp_norm')  # Stored but never used by the reference.
 # Passed at run time instead of as static config, so cases A and E share one compilation: both are
-# no-ops (SPEC §4.6), which the implementation allows even for traced values.
+# no-ops (docs/reference.md §4.6), which the implementation allows even for traced values.
 RUNTIME_OPTIONS = ('progressive_scaling',)
 # Case F (ssim weight 0 → raw |warped − image| maps under 'min') has a pixel where the chosen minimum is
 # |warped − image| with a float64 value of 1.5e-8, below float32 resolution: its sign — hence the gradient
@@ -117,7 +117,7 @@ def test_grads_float64(fx, case):
 
 
 def test_progressive_scaling_is_a_noop(fx):
-  """As in the reference (SPEC §4.6): case E (progressive 0.2 at progress 0.5) equals case A."""
+  """As in the reference (docs/reference.md §4.6): case E (progressive 0.2 at progress 0.5) equals case A."""
   (loss_a, _), _ = _run(fx, 'A_default_config')
   (loss_e, _), _ = _run(fx, 'E_progressive_0.2_at_0.5')
   assert float(loss_a) == float(loss_e)

@@ -6,7 +6,7 @@ checkout. Its import chain needs packages that a modern torch-only install
 lacks (torchvision, yacs, cv2, matplotlib); none of them matters for a
 forward/backward timing, so small stand-ins are put into `sys.modules` when the
 real package is missing, and the reference's files are not touched
-(SPEC §0). The one run-time break on CPU, `Camera.to(-1)` in the photometric
+(docs/reference.md §0). The one run-time break on CPU, `Camera.to(-1)` in the photometric
 loss, is patched on the imported class.
 
 torch is imported by the functions here, never at module import, so

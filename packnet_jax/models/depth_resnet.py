@@ -1,4 +1,4 @@
-"""DepthResNet: ResNet encoder + monodepth2-style decoder (SPEC §2.4), NHWC.
+"""DepthResNet: ResNet encoder + monodepth2-style decoder (docs/reference.md §2.4), NHWC.
 
 Flax names mirror the reference keys `encoder.encoder.*` and
 `decoder.decoder.<N>.*` (N = 0..9 upconvs (4,0), (4,1), ..., (0,1); 10..13 =

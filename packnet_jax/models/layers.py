@@ -1,4 +1,4 @@
-"""PackNet building blocks (SPEC §2.1) and helpers shared by every network.
+"""PackNet building blocks (docs/reference.md §2.1) and helpers shared by every network.
 
 All tensors are NHWC. Submodule names mirror the attribute names of the PyTorch
 reference (`conv_base`, `normalize`, `conv3d`, Sequential indices as '0', '1',
@@ -112,7 +112,7 @@ def upsample_nearest2(x):
 
 
 def check_depth_input(rgb, net_name):
-  """Depth nets need [B,H,W,3] with H, W multiples of 32 (SPEC §2.8)."""
+  """Depth nets need [B,H,W,3] with H, W multiples of 32 (docs/reference.md §2.8)."""
   if rgb.ndim != 4 or rgb.shape[-1] != 3:
     raise ValueError(f'{net_name}: rgb: expected shape [B,H,W,3], got {tuple(rgb.shape)}')
   if rgb.shape[1] % 32 or rgb.shape[2] % 32:

@@ -1,4 +1,4 @@
-"""PackNet01 and PackNetSlim01 depth networks (SPEC §2.2, §2.3), NHWC.
+"""PackNet01 and PackNetSlim01 depth networks (docs/reference.md §2.2, §2.3), NHWC.
 
 One implementation parametrised by the channel widths and the number of 3-D
 features; the two public classes only differ in those class constants.
@@ -80,7 +80,7 @@ class PackNet01(nn.Module):
         layers.Conv2D, layers.PackLayerConv3d, layers.UnpackLayerConv3d, layers.InvDepth))
     x = conv2d(self._NI, 5, 1, dtype=dt, name='pre_calc')(jnp.asarray(rgb, dt))
 
-    # Encoder. Skips are the stem and the *packed* features (SPEC §11 item 1).
+    # Encoder. Skips are the stem and the *packed* features (docs/reference.md §11 item 1).
     skips = [x]
     feat = conv2d(widths[0], 7, 1, dtype=dt, name='conv1')(x)
     for i in range(5):

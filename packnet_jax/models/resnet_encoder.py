@@ -1,4 +1,4 @@
-"""ResNet 18/34/50 encoder as used by DepthResNet and PoseResNet (SPEC §2.4, §2.6), NHWC.
+"""ResNet 18/34/50 encoder as used by DepthResNet and PoseResNet (docs/reference.md §2.4, §2.6), NHWC.
 
 A torchvision ResNet (BasicBlock / Bottleneck with the stride on the 3×3 conv)
 wrapped like the reference `ResnetEncoder`: input normalised with
