@@ -4,9 +4,10 @@
       --config.datasets.train.path=/data/datasets/KITTI_tiny
 
 DepthResNet18 + PoseResNet18, one epoch of the 'kitti_tiny.txt' split repeated 1000
-times, batch 6, garg crop. The reference starts from ImageNet weights ('18pt');
-here no weights are downloaded, so the version is '18' unless you load a
-converted checkpoint through model.depth_net.checkpoint_path.
+times, batch 6, garg crop. The reference starts from ImageNet weights ('18pt'); this
+file keeps '18' so that it runs without any download. For the reference's start, add
+--config.model.depth_net.version=18pt --config.model.pose_net.version=18pt and pass
+torchvision's resnet18-f37072fd.pth as both networks' pretrained_encoder.
 """
 from configs import default
 

@@ -83,8 +83,8 @@ class DepthResNet(nn.Module):
   """ResNet-based depth net.
 
   Attributes:
-    version: '18', '34' or '50' (an int or a trailing 'pt' is accepted; ImageNet
-      initialisation is not available here, weights come from checkpoints).
+    version: '18', '34' or '50' (an int or a trailing 'pt' is accepted; 'pt' gets torchvision's
+      ImageNet encoder weights at init, see packnet_jax.train.imagenet_init).
     dropout: accepted for config compatibility, unused (as in the reference).
     dtype: compute dtype; params float32, outputs float32.
     remat: 'none' | 'full' | 'save_conv' (config `model.remat`): jax.checkpoint
