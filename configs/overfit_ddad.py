@@ -7,7 +7,8 @@ DepthResNet18 + PoseResNet18 at 384×640, batch 4, Adam 1e-4 (StepLR 30 / 0.5),
 one epoch of the 'train' split of DDAD_tiny repeated 500 times, front camera,
 lidar GT, no crop, max depth 200 m; validation and test on the same 'train' split.
 The reference starts both ResNets from ImageNet ('18pt'); as in overfit_kitti.py
-the version here is '18' (random init) because nothing is downloaded.
+the version here is '18' (random init) so that it runs without a download; see
+overfit_kitti.py for the '18pt' overrides and torchvision's resnet18-f37072fd.pth.
 """
 from configs import overfit_kitti
 
