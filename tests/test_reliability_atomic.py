@@ -49,7 +49,7 @@ def _listing(folder):
 
 
 def _infer(ckpt, inputs, out, *extra):
-  return infer.main(['--checkpoint', str(ckpt), '--input', str(inputs), '--output', str(out), '--quiet',
+  return infer.main(['infer', '--checkpoint', str(ckpt), '--input', str(inputs), '--output', str(out), '--quiet',
                      '--image_shape', f'{H},{W}', *extra])
 
 
@@ -171,13 +171,13 @@ def _crash_on_replace(monkeypatch, suffix):
 
 # --------------------------------------------------------------------------- eval
 def test_eval_json_crash_keeps_previous_results(tmp_path, monkeypatch):
-  from packnet_jax.eval import runner  # pylint: disable=import-outside-toplevel
+  from packnet_jax.eval import report  # pylint: disable=import-outside-toplevel
   path = tmp_path / 'metrics.json'
-  runner.write_json(path, {'abs_rel': 0.1})
+  report.write_json(path, {'abs_rel': 0.1})
   before = path.read_bytes()
   _crash_on_replace(monkeypatch, 'metrics.json')
   with pytest.raises(Crash):
-    runner.write_json(path, {'abs_rel': 0.2, 'rows': list(range(10000))})
+    report.write_json(path, {'abs_rel': 0.2, 'rows': list(range(10000))})
   assert path.read_bytes() == before
   assert _listing(tmp_path) == ['metrics.json']
 
