@@ -58,6 +58,15 @@ def single_device_env():
   return env
 
 
+def make_synthetic_kitti(output, frames, height, width):
+  """Writes tools/make_synthetic_kitti.py's tree into `output` (a subprocess, as a user runs it)."""
+  import subprocess  # pylint: disable=import-outside-toplevel
+  tool = pathlib.Path(__file__).resolve().parents[1] / 'tools' / 'make_synthetic_kitti.py'
+  subprocess.run([sys.executable, str(tool), '--output', str(output), '--frames', str(frames),
+                  '--height', str(height), '--width', str(width)], check=True, capture_output=True)
+  return output
+
+
 def load_npz(name):
   with np.load(FIXTURES / name) as f:
     return {k: f[k] for k in f.files}

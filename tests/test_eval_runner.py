@@ -11,13 +11,13 @@ import io
 import json
 import pathlib
 import re
-import subprocess
 import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import make_synthetic_kitti
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / 'tools'))
 from benchmark import random_variables  # noqa: E402  pylint: disable=wrong-import-position
@@ -49,9 +49,7 @@ def scene(tmp_path_factory):
   from packnet_jax.convert import converter
   base = tmp_path_factory.mktemp('eval')
   data_dir = base / 'synth'
-  subprocess.run([sys.executable, str(ROOT / 'tools' / 'make_synthetic_kitti.py'), '--output', str(data_dir),
-                  '--frames', '15', '--height', str(SHAPE[0]), '--width', str(SHAPE[1])],
-                 check=True, capture_output=True)
+  make_synthetic_kitti(data_dir, 15, *SHAPE)
   _, variables = random_depth_resnet18()
   config = {'format': converter.FORMAT, 'source': 'test', 'epoch': 0, 'model_name': 'SelfSupModel',
             'depth_net': {'name': 'DepthResNet', 'version': '18', 'weights': True}, 'pose_net': None,

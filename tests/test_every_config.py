@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import make_synthetic_kitti
 import make_imagenet_fixture as imagenet_recipe
 import torch_writer
 
@@ -38,9 +39,7 @@ FAST_COMPILE = {'xla_backend_optimization_level': 0, 'xla_llvm_disable_expensive
 def trees(tmp_path_factory):
   """Synthetic KITTI and DDAD trees, and an ImageNet-format ResNet-18 file."""
   root = tmp_path_factory.mktemp('trees')
-  subprocess.run([sys.executable, str(ROOT / 'tools' / 'make_synthetic_kitti.py'), '--output',
-                  str(root / 'kitti'), '--frames', '16', '--height', '32', '--width', '96'],
-                 check=True, capture_output=True)
+  make_synthetic_kitti(root / 'kitti', 16, 32, 96)
   subprocess.run([sys.executable, str(ROOT / 'tools' / 'make_synthetic_ddad.py'), '--output',
                   str(root / 'ddad'), '--frames', '8', '--val_frames', '3', '--height', '32', '--width', '64'],
                  check=True, capture_output=True)

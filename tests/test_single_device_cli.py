@@ -15,6 +15,7 @@ import sys
 import numpy as np
 import pytest
 
+from conftest import make_synthetic_kitti
 from conftest import single_device_env
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -42,9 +43,7 @@ def trained(tmp_path_factory):
   """(data root, workdir, main's output) after 4 steps of the demo config on one device."""
   base = tmp_path_factory.mktemp('user')
   data = base / 'kitti_synth'
-  subprocess.run([sys.executable, str(ROOT / 'tools' / 'make_synthetic_kitti.py'), '--output', str(data),
-                  '--frames', '16', '--height', str(SHAPE[0]), '--width', str(SHAPE[1])],
-                 check=True, capture_output=True)
+  make_synthetic_kitti(data, 16, *SHAPE)
   workdir = base / 'workdir'
   proc = run('packnet_jax.main', *train_args(data, workdir, 4))
   return data, workdir, proc.stdout + proc.stderr
