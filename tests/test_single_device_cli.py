@@ -5,6 +5,11 @@ the suite uses (see conftest.py), so the single-device `jit` path of the README 
 what runs here: `main` (with more than one step between metric reads, which is
 what crashed when the loop read a donated state), then every tool pointed at the
 workdir alone (no --config), then the same `main` command again with more steps.
+Both `main` runs make the loss of step 4 NaN (the test hook
+`train.inject_nonfinite_steps`): the first stops before it, so the resumed run
+also skips and counts a non-finite update on one device; both compile the same
+step, which the resumed run loads from the session's compilation cache
+(conftest.py) instead of compiling it again.
 """
 import json
 import pathlib
@@ -12,6 +17,7 @@ import re
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 
@@ -20,6 +26,7 @@ from conftest import single_device_env
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHAPE = (32, 96)
+NONFINITE_STEP = 4   # state.step whose loss is NaN: after the first run's 4 steps, inside the resumed run's
 
 
 def run(module, *args, timeout=900):
@@ -35,7 +42,7 @@ def train_args(data, workdir, max_steps):
           '--config.datasets.train.batch_size=2', '--config.datasets.validation.batch_size=2',
           f'--config.arch.max_steps={max_steps}', '--config.eval.every_steps=2',
           '--config.checkpoint.every_steps=2', '--config.logging.log_every_steps=3',
-          '--config.logging.image_every_steps=2']
+          '--config.logging.image_every_steps=2', f'--config.train.inject_nonfinite_steps=({NONFINITE_STEP},)']
 
 
 @pytest.fixture(scope='module')
@@ -98,5 +105,10 @@ def test_the_same_command_resumes(trained):
   output = proc.stdout + proc.stderr
   assert re.search(r'resumed from \S+ at step 4', output)
   assert 'steps 4 → 6' in output
+  assert re.search(rf'step {NONFINITE_STEP}: non-finite .*loss.*skipped \(1 in a row\)', output), output[-3000:]
   assert re.search(r'final evaluation \(step 6\)', output)
   assert json.loads((workdir / 'validation.json').read_text())['step'] == 6
+  import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
+  state = ocp.PyTreeCheckpointer().restore(str(workdir / 'checkpoints' / '6' / 'state'))
+  assert (int(state['step']), int(state['skipped_steps']), int(state['bad_streak'])) == (6, 1, 0)
+  assert all(np.all(np.isfinite(x)) for x in jax.tree_util.tree_leaves(state['params']))
