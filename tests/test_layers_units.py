@@ -10,7 +10,7 @@ import pytest
 from conftest import load_json, load_npz, nchw_to_nhwc
 import recipe
 from packnet_jax.convert import keymap
-from packnet_jax.models import layers
+from packnet_jax.models import layers, pack_conv
 from packnet_jax.models.depth_resnet import ConvBlock, Conv3x3, scale_inv_depth
 from packnet_jax.models.resnet_encoder import BatchNorm
 
@@ -224,7 +224,7 @@ def test_depth_major_layouts_match_nhwc_helpers():
   x = jnp.arange(2 * 4 * 6 * 5, dtype=jnp.float32).reshape(2, 4, 6, 5)
   np.testing.assert_array_equal(jnp.moveaxis(layers.packing_depth_major(x), 1, -1), layers.packing(x))
   y = jnp.arange(2 * 8 * 3 * 5 * 4, dtype=jnp.float32).reshape(2, 8, 3, 5, 4)  # [B, D, H, W, d]
-  nhwc = layers.depth_major_to_nhwc(y)
+  nhwc = pack_conv.depth_major_to_nhwc(y)
   assert nhwc[1, 2, 3, 2 * 8 + 5] == y[1, 5, 2, 3, 2]  # channel k·D + c
   np.testing.assert_array_equal(layers.pixel_shuffle_depth_major(y), layers.pixel_shuffle(nhwc))
 
@@ -238,3 +238,99 @@ def test_group_norm_matches_flax_and_rejects_bad_channels():
   np.testing.assert_allclose(ours.apply(variables, x), flax_gn.apply(variables, x), rtol=0, atol=2e-6)
   with pytest.raises(ValueError, match=r'GroupNorm: x: channels must be a multiple of 16'):
     ours.init(jax.random.PRNGKey(1), jnp.zeros((1, 2, 2, 24)))
+
+
+def _pack_conv_oracle(packed, kernel3d, bias3d, kernel2d, bias2d):
+  """The reference's pair with XLA's native 3-D convolution, in float64: [B,H,W,D] → [B,H,W,C]."""
+  with jax.enable_x64():
+    x = jnp.moveaxis(jnp.asarray(packed, jnp.float64), -1, 1)[..., None]  # [B, D, H, W, 1]
+    y = jax.lax.conv_general_dilated(x, jnp.asarray(kernel3d, jnp.float64), (1, 1, 1), [(1, 1)] * 3,
+                                     dimension_numbers=('NDHWC', 'DHWIO', 'NDHWC')) + bias3d
+    b, depth, h, w, d = y.shape
+    y = y.transpose(0, 2, 3, 4, 1).reshape(b, h, w, d * depth)  # channel f·D + z
+    p = kernel2d.shape[0] // 2
+    out = jax.lax.conv_general_dilated(y, jnp.asarray(kernel2d, jnp.float64), (1, 1), [(p, p)] * 2,
+                                       dimension_numbers=('NHWC', 'HWIO', 'NHWC')) + bias2d
+    return np.asarray(out)
+
+
+@pytest.mark.parametrize('k, d, hw', [(5, 4, (7, 9)), (3, 8, (4, 6)), (3, 2, (3, 3))])
+def test_fused_pack_conv_is_the_reference_pair_forward_and_backward(k, d, hw):
+  """Fused (one (k+2)² conv + exact border strips) = direct = the native 3-D conv pair, values and gradients."""
+  keys = jax.random.split(jax.random.PRNGKey(0), 5)
+  depth, c = 8, 6
+  packed = jax.random.normal(keys[0], (2, *hw, depth))
+  params = (jax.random.normal(keys[1], (3, 3, 3, 1, d)), jax.random.normal(keys[2], (d,)),
+            jax.random.normal(keys[3], (k, k, d * depth, c)) / 10, jax.random.normal(keys[4], (c,)))
+  oracle = _pack_conv_oracle(packed, *params)
+  fused = jax.jit(pack_conv.fused)(packed, *params)
+  direct = jax.jit(pack_conv.direct)(jnp.moveaxis(packed, -1, 1), *params)
+  assert fused.shape == oracle.shape == (2, *hw, c)
+  scale = np.abs(oracle).max()
+  np.testing.assert_allclose(fused, oracle, rtol=0, atol=2e-6 * scale)
+  np.testing.assert_allclose(direct, oracle, rtol=0, atol=2e-6 * scale)
+  weights = jax.random.normal(jax.random.PRNGKey(9), oracle.shape)
+
+  def loss(fn, depth_major):
+    def f(x, *p):
+      return jnp.sum(jnp.tanh(fn(jnp.moveaxis(x, -1, 1) if depth_major else x, *p)) * weights)
+    return jax.jit(jax.grad(f, argnums=(0, 1, 2, 3, 4)))
+  g_fused, g_direct = loss(pack_conv.fused, False)(packed, *params), loss(pack_conv.direct, True)(packed, *params)
+  for a, b in zip(g_fused, g_direct):
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-5 * np.abs(b).max())
+
+
+def test_pack_conv_chooses_fused_at_real_size_and_direct_when_tiny():
+  """The static cost rule: PackNet01's first packing layer fuses; a 2×2 one (no interior) cannot."""
+  assert pack_conv.use_fused(4, 96, 320, 256, 8, 5, 64)  # pack1 at 192×640
+  assert not pack_conv.use_fused(2, 2, 6, 2048, 8, 3, 512)  # pack5 of the 64×192 fixture
+  with pytest.raises(ValueError, match='H and W must exceed 4'):
+    pack_conv.fused(jnp.zeros((1, 2, 6, 4)), jnp.zeros((3, 3, 3, 1, 2)), jnp.zeros(2), jnp.zeros((5, 5, 8, 3)),
+                    jnp.zeros(3))
+
+
+def test_packnet01_with_every_packing_layer_fused_matches_reference(monkeypatch):
+  """The 64×192 fixture is too small for the cost rule to fuse; force it wherever the border allows.
+
+  pack1..pack4 then run fused (pack5's 2×6 map has no interior), and the eval
+  output must still match the reference to the network parity tolerance.
+  """
+  from test_networks import ATOL_INV_DEPTH, _load_net  # pylint: disable=import-outside-toplevel
+  from packnet_jax.models import PackNet01  # pylint: disable=import-outside-toplevel
+  calls = []
+
+  def always(batch, h, w, depth, d, k, c):
+    calls.append((h, w, k, h > 2 * (k // 2) and w > 2 * (k // 2)))
+    return calls[-1][-1]
+  monkeypatch.setattr(pack_conv, 'use_fused', always)
+  data = load_npz('net_PackNet01_1A.npz')
+  rgb = nchw_to_nhwc(data['input_rgb'])
+  module = PackNet01(version='1A')
+  variables = _load_net('PackNet01_1A', module, rgb)
+  calls.clear()
+  out = jax.jit(module.apply)(variables, rgb)
+  assert [fused for *_, fused in calls] == [True, True, True, True, False]
+  np.testing.assert_allclose(out, nchw_to_nhwc(data['eval_inv_depth']), rtol=0, atol=ATOL_INV_DEPTH)
+
+
+def test_fused_packing_layer_never_holds_the_conv3d_output(monkeypatch):
+  """Compiled memory of a packing layer's value and gradient, fused vs direct formulation.
+
+  The direct formulation holds the d·D-channel intermediate and its gradient
+  (≥ 2× its size); the fused one, chosen by the cost rule at this shape, never
+  creates it and needs less than half as much.
+  """
+  x = jnp.zeros((1, 256, 256, 16))
+  layer = layers.PackLayerConv3d(5, d=8)
+  variables = layer.init(jax.random.PRNGKey(0), x)
+  assert pack_conv.use_fused(1, 128, 128, 64, 8, 5, 16)
+  intermediate_bytes = 128 * 128 * (8 * 64) * 4
+
+  def temp_bytes():
+    def grads(v, x):  # a new function each time: no trace cache across formulations
+      return jax.grad(lambda v, x: jnp.sum(layer.apply(v, x) ** 2), argnums=(0, 1))(v, x)
+    return jax.jit(grads).lower(variables, x).compile().memory_analysis().temp_size_in_bytes
+  fused = temp_bytes()
+  monkeypatch.setattr(pack_conv, 'use_fused', lambda *shape: False)
+  direct = temp_bytes()
+  assert direct >= 2 * intermediate_bytes and fused < 0.5 * direct, (fused, direct, intermediate_bytes)

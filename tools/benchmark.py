@@ -290,10 +290,6 @@ def apply_overrides(config, overrides):
     key, sep, text = item.partition('=')
     if not sep:
       raise SystemExit(f'error: --set: expected KEY=VALUE, got {item!r}')
-    try:
-      value = ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-      value = text
     node, *path = key.split('.')
     parent = config
     for part in [node] + path[:-1]:
@@ -303,7 +299,16 @@ def apply_overrides(config, overrides):
     leaf = (path or [node])[-1]
     if leaf not in parent:
       raise SystemExit(f'error: --set: {key}: unknown key (not in configs/default.py)')
-    parent[leaf] = value
+    try:
+      value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+      value = text
+    if isinstance(parent[leaf], str) and not isinstance(value, str):
+      value = text  # a string field keeps the text as given (e.g. version=18)
+    try:
+      parent[leaf] = value
+    except TypeError as e:
+      raise SystemExit(f'error: --set: {key}: {e}') from None
   return config
 
 

@@ -67,14 +67,19 @@ def calc_photometric_maps(estimates, images, ssim_loss_weight=0.85, C1=1e-4, C2=
   With clip_loss > 0 each map is clipped by `clip_photometric`; `groups` > 1
   when several maps are stacked along the batch axis (each clipped on its own).
   """
-  maps = []
-  for est, img in zip(estimates, images):
+  def photometric_map(est, img):
     l1 = jnp.abs(est - img)
     if ssim_loss_weight > 0.0:
       ssim_term = jnp.mean(ssim_loss(est, img, C1, C2), axis=-1, keepdims=True)
-      photo = ssim_loss_weight * ssim_term + (1 - ssim_loss_weight) * jnp.mean(l1, axis=-1, keepdims=True)
-    else:
-      photo = l1
+      return ssim_loss_weight * ssim_term + (1 - ssim_loss_weight) * jnp.mean(l1, axis=-1, keepdims=True)
+    return l1
+
+  # Recomputed in the backward pass from its two inputs: the SSIM statistics of every view
+  # and scale (several full-resolution stacks) are cheap to redo and too large to keep.
+  photometric_map = jax.checkpoint(photometric_map)
+  maps = []
+  for est, img in zip(estimates, images):
+    photo = photometric_map(est, img)
     maps.append(clip_photometric(photo, clip_loss, groups) if clip_loss > 0.0 else photo)
   return maps
 

@@ -16,6 +16,8 @@ import jax
 import jax.numpy as jnp
 from jax.ad_checkpoint import checkpoint_name
 
+from packnet_jax.models import pack_conv
+
 Dtype = Any
 
 # Name given to every convolution output (the arrays the 'save_conv' remat policy keeps).
@@ -52,20 +54,29 @@ class GroupNorm(nn.Module):
   Same parameters as nn.GroupNorm ('scale', 'bias'). The statistics are per-channel
   sums over H, W folded into groups afterwards, and the normalisation is one
   per-channel multiply-add: on XLA:CPU this is about twice as fast as reducing
-  over a [.., G, C/G] view.
+  over a [.., G, C/G] view. `activation` (e.g. nn.elu) is applied to the result.
+
+  Normalisation and activation are recomputed in the backward pass from the
+  input (jax.checkpoint): autodiff would otherwise keep the normalised map as
+  well as the input and the output, one more activation-sized array per block.
   """
   num_groups: int = 16
   epsilon: float = 1e-5
   dtype: Dtype = jnp.float32
+  activation: Callable[[Any], Any] | None = None
 
   @nn.compact
   def __call__(self, x):
-    b, c = x.shape[0], x.shape[-1]
-    g = self.num_groups
-    if c % g:
-      raise ValueError(f'GroupNorm: x: channels must be a multiple of {g}, got shape {tuple(x.shape)}')
+    c = x.shape[-1]
+    if c % self.num_groups:
+      raise ValueError(f'GroupNorm: x: channels must be a multiple of {self.num_groups}, got shape {tuple(x.shape)}')
     scale = self.param('scale', nn.initializers.ones, (c,), jnp.float32)
     bias = self.param('bias', nn.initializers.zeros, (c,), jnp.float32)
+    return jax.checkpoint(self._normalize)(x, scale, bias)
+
+  def _normalize(self, x, scale, bias):
+    b, c = x.shape[0], x.shape[-1]
+    g = self.num_groups
     x32 = jnp.asarray(x, jnp.float32)
     spatial = tuple(range(1, x.ndim - 1))
     count = (c // g) * functools.reduce(lambda n, axis: n * x.shape[axis], spatial, 1)
@@ -82,12 +93,13 @@ class GroupNorm(nn.Module):
     mul = scale * jax.lax.rsqrt(var + self.epsilon)
     add = bias - mean * mul
     shape = (b,) + (1,) * len(spatial) + (c,)
-    return (x32 * mul.reshape(shape) + add.reshape(shape)).astype(self.dtype)
+    y = (x32 * mul.reshape(shape) + add.reshape(shape)).astype(self.dtype)
+    return y if self.activation is None else self.activation(y)
 
 
-def group_norm(*, name, dtype=jnp.float32):
-  """torch GroupNorm(16, C): biased variance, eps 1e-5, two-pass variance."""
-  return GroupNorm(num_groups=16, epsilon=1e-5, dtype=dtype, name=name)
+def group_norm(*, name, dtype=jnp.float32, activation=None):
+  """torch GroupNorm(16, C): biased variance, eps 1e-5, two-pass variance; then `activation`."""
+  return GroupNorm(num_groups=16, epsilon=1e-5, dtype=dtype, activation=activation, name=name)
 
 
 def remat(module_cls, mode, static_argnums=()):
@@ -185,14 +197,8 @@ def pixel_shuffle(x, r=2):
   return x.reshape(b, h * r, w * r, c // (r * r))
 
 
-def depth_major_to_nhwc(y):
-  """Conv3d output [B,D,H,W,d] → [B,H,W,d·D] (channel k·D + c, torch's view of [B,d,D,H,W])."""
-  b, depth, h, w, d = y.shape
-  return y.transpose(0, 2, 3, 4, 1).reshape(b, h, w, d * depth)
-
-
 def pixel_shuffle_depth_major(y, r=2):
-  """PixelShuffle(r) of `depth_major_to_nhwc(y)` in one transpose: [B,D,H,W,d] → [B,rH,rW,d·D/r²]."""
+  """PixelShuffle(r) of `pack_conv.depth_major_to_nhwc(y)` in one transpose: [B,D,H,W,d] → [B,rH,rW,d·D/r²]."""
   b, depth, h, w, d = y.shape
   if depth % (r * r):
     raise ValueError(f'pixel_shuffle: x: channels must be a multiple of {r * r}, got depth {depth}')
@@ -216,7 +222,7 @@ class Conv2D(nn.Module):
   def __call__(self, x):
     x = conv(self.features, self.kernel_size, self.stride, self.kernel_size // 2, name='conv_base',
              dtype=self.dtype)(x)
-    return nn.elu(group_norm(name='normalize', dtype=self.dtype)(x))
+    return group_norm(name='normalize', dtype=self.dtype, activation=nn.elu)(x)
 
 
 class ResidualConv(nn.Module):
@@ -234,7 +240,7 @@ class ResidualConv(nn.Module):
     if self.dropout:
       # torch Dropout2d zeroes whole channels: broadcast the mask over H and W.
       shortcut = nn.Dropout(self.dropout, broadcast_dims=(1, 2), deterministic=not train)(shortcut)
-    return nn.elu(group_norm(name='normalize', dtype=self.dtype)(out + shortcut))
+    return group_norm(name='normalize', dtype=self.dtype, activation=nn.elu)(out + shortcut)
 
 
 class Stage(nn.Module):
@@ -282,34 +288,49 @@ class Conv3dUnit(nn.Module):
 
   Parameters are those of a Flax 3-D nn.Conv ('kernel' [3,3,3,1,d] as
   (depth, H, W, in, out), 'bias' [d]), so checkpoints convert unchanged.
-  Computed as one 2-D convolution on every backend: the 3 depth taps become 3
-  input channels (copies of the input shifted by −1, 0, +1 along depth) and
-  depth is folded into the batch. out[:, z] = Σ_t conv2d(x[:, z+t−1], w[t]), so
+  Computed as one 2-D convolution on every backend (`pack_conv.conv3d_depth_major`):
   forward and backward are ordinary 2-D convolutions whose memory is a few
-  copies of the input, with no 3-D convolution (slow on XLA:CPU) and no
-  per-tap temporaries of the output's size.
+  copies of the input. `weights()` returns the parameters in the compute dtype
+  for a caller that fuses them with the next convolution.
   """
   features: int
   dtype: Dtype = jnp.float32
 
-  @nn.compact
+  def setup(self):
+    self.kernel = self.param('kernel', nn.initializers.lecun_normal(), (3, 3, 3, 1, self.features), jnp.float32)
+    self.bias = self.param('bias', nn.initializers.zeros, (self.features,), jnp.float32)
+
+  def weights(self):
+    return self.kernel.astype(self.dtype), self.bias.astype(self.dtype)
+
   def __call__(self, x):
-    _, depth, h, w = x.shape
-    d = self.features
-    kernel = self.param('kernel', nn.initializers.lecun_normal(), (3, 3, 3, 1, d), jnp.float32)
-    bias = self.param('bias', nn.initializers.zeros, (d,), jnp.float32)
-    x = jnp.asarray(x, self.dtype)
-    padded = jnp.pad(x, ((0, 0), (1, 1), (0, 0), (0, 0)))
-    taps = jnp.stack([padded[:, t:t + depth] for t in range(3)], axis=-1)  # [B, D, H, W, 3]
-    kernel2d = kernel[:, :, :, 0, :].transpose(1, 2, 0, 3).astype(self.dtype)  # [kh, kw, 3 taps, d]
-    y = jax.lax.conv_general_dilated(taps.reshape(-1, h, w, 3), kernel2d, (1, 1), [(1, 1), (1, 1)],
-                                     dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-    y = checkpoint_name(y + bias.astype(self.dtype), CONV_OUTPUT)
-    return y.reshape(-1, depth, h, w, d)
+    y = pack_conv.conv3d_depth_major(jnp.asarray(x, self.dtype), *self.weights(), spatial_padding=1)
+    return checkpoint_name(y, CONV_OUTPUT)
+
+
+class ConvWeights(nn.Module):
+  """The parameters of an nn.Conv (same names, shapes and initialisers), for a fused convolution."""
+  features: int
+  kernel_size: int
+  in_features: int
+  dtype: Dtype = jnp.float32
+
+  def setup(self):
+    shape = (self.kernel_size, self.kernel_size, self.in_features, self.features)
+    self.kernel = self.param('kernel', nn.initializers.lecun_normal(), shape, jnp.float32)
+    self.bias = self.param('bias', nn.initializers.zeros, (self.features,), jnp.float32)
+
+  def weights(self):
+    return self.kernel.astype(self.dtype), self.bias.astype(self.dtype)
 
 
 class PackLayerConv3d(nn.Module):
-  """packing → Conv3d(1→d) → Conv2D(d·4C → C, k): [B,H,W,C] → [B,H/2,W/2,C]."""
+  """packing → Conv3d(1→d) → Conv2D(d·4C → C, k): [B,H,W,C] → [B,H/2,W/2,C].
+
+  The Conv3d and Conv2D's convolution run as `pack_conv.pack_conv` (one fused
+  convolution where cheaper, exact at the border); the parameter tree is the
+  reference's ('conv3d', 'conv/conv_base', 'conv/normalize').
+  """
   kernel_size: int
   d: int = 8
   dtype: Dtype = jnp.float32
@@ -317,8 +338,26 @@ class PackLayerConv3d(nn.Module):
   @nn.compact
   def __call__(self, x):
     channels = x.shape[-1]
-    x = Conv3dUnit(self.d, dtype=self.dtype, name='conv3d')(packing_depth_major(x, 2))
-    return Conv2D(channels, self.kernel_size, 1, dtype=self.dtype, name='conv')(depth_major_to_nhwc(x))
+    x = jnp.asarray(x, self.dtype)
+    kernel3d, bias3d = Conv3dUnit(self.d, dtype=self.dtype, name='conv3d').weights()
+    return _PackConv2D(channels, self.kernel_size, dtype=self.dtype, name='conv')(
+        packing(x, 2), packing_depth_major(x, 2), kernel3d, bias3d)
+
+
+class _PackConv2D(nn.Module):
+  """The Conv2D of a packing layer, its convolution fused with the preceding Conv3d: → GroupNorm → ELU."""
+  features: int
+  kernel_size: int
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, packed, packed_depth_major, kernel3d, bias3d):
+    in_features = packed.shape[-1] * kernel3d.shape[-1]
+    kernel, bias = ConvWeights(self.features, self.kernel_size, in_features, dtype=self.dtype,
+                               name='conv_base').weights()
+    y = pack_conv.pack_conv(packed, kernel3d, bias3d, kernel, bias, packed_depth_major)
+    y = checkpoint_name(y, CONV_OUTPUT)
+    return group_norm(name='normalize', dtype=self.dtype, activation=nn.elu)(y)
 
 
 class UnpackLayerConv3d(nn.Module):

@@ -27,7 +27,7 @@ class ConvGN(nn.Module):
   def __call__(self, x):
     x = layers.conv(self.features, self.kernel_size, 2, (self.kernel_size - 1) // 2, name='0',
                     dtype=self.dtype)(x)
-    return nn.relu(layers.group_norm(name='1', dtype=self.dtype)(x))
+    return layers.group_norm(name='1', dtype=self.dtype, activation=nn.relu)(x)
 
 
 def mean_pose_head(x, num_contexts):

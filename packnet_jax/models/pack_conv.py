@@ -1,0 +1,165 @@
+"""The packing layer's Conv3d → Conv2d pair, computed as one 2-D convolution where that is cheaper.
+
+A PackLayerConv3d applies a Conv3d(1→d, 3×3×3) over (packed channel, H, W) and
+then a k×k Conv2d over the d·D flattened channels. Both are linear and nothing
+sits between them, so away from the image border the pair equals ONE
+(k+2)×(k+2) convolution from the D packed channels to C, with kernel
+
+  K[p+i, q+j, z+t−1, c] = Σ_f w3[t, i, j, f] · w2[p, q, f·D + z, c]   (+ a constant bias).
+
+The d·D-channel intermediate (1 GiB at PackNet01's first packing layer, batch 4,
+192×640) then never exists, in the forward or the backward pass, and the
+convolution costs (k+2)²·D·C instead of k²·d·D·C multiply-adds per pixel.
+
+At the border the pair is NOT one convolution: the Conv2d sees zeros outside
+the image where the fused kernel would see Conv3d outputs. The outermost k//2
+rows and columns are therefore computed the direct way, on thin strips, and
+the result is exact (the same sum as the reference, in another order).
+
+Which formulation runs is decided from the static shapes alone (`use_fused`),
+identically on every backend: the fused one when it needs fewer operations.
+"""
+import jax
+import jax.numpy as jnp
+
+# Building K reads the Conv2d kernel three times with little arithmetic per byte:
+# counted as this many multiply-adds per multiply-add in the cost comparison.
+_KERNEL_BUILD_PENALTY = 4
+# Building K (and its gradient) keeps temporaries of about this many times the Conv2d kernel's size.
+_KERNEL_BUILD_MEMORY = 4
+
+
+def conv3d_depth_major(x, kernel, bias, spatial_padding):
+  """torch Conv3d(1 → d, 3×3×3, depth padding 1) of depth-major x [B,D,H,W] → [B,D,H',W',d].
+
+  Computed as a 2-D convolution: the 3 depth taps are 3 input channels (copies
+  of x shifted by −1, 0, +1 along depth) and depth is folded into the batch.
+  `spatial_padding` is the zero padding of H and W (1 = the reference's, 0 = valid).
+  """
+  b, depth, h, w = x.shape
+  d = kernel.shape[-1]
+  padded = jnp.pad(x, ((0, 0), (1, 1), (0, 0), (0, 0)))
+  taps = jnp.stack([padded[:, t:t + depth] for t in range(3)], axis=-1)  # [B, D, H, W, 3]
+  kernel2d = kernel[:, :, :, 0, :].transpose(1, 2, 0, 3)  # [kh, kw, 3 taps, d]
+  pad = [(spatial_padding, spatial_padding)] * 2
+  y = jax.lax.conv_general_dilated(taps.reshape(-1, h, w, 3), kernel2d, (1, 1), pad,
+                                   dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  y = y + bias
+  return y.reshape(b, depth, y.shape[1], y.shape[2], d)
+
+
+def depth_major_to_nhwc(y):
+  """Conv3d output [B,D,H,W,d] → [B,H,W,d·D] (channel k·D + c, torch's view of [B,d,D,H,W])."""
+  b, depth, h, w, d = y.shape
+  return y.transpose(0, 2, 3, 4, 1).reshape(b, h, w, d * depth)
+
+
+def _conv2d(x, kernel, padding):
+  return jax.lax.conv_general_dilated(x, kernel, (1, 1), [(padding, padding)] * 2,
+                                      dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+
+
+def use_fused(batch, h, w, depth, d, k, c):
+  """True when the fused formulation is leaner and needs fewer multiply-adds, for these static shapes.
+
+  Leaner: building K and its gradient takes temporaries a few times the Conv2d
+  kernel's size, so fusing pays only where the d·D-channel intermediate it
+  removes is larger than that (PackNet01's first three packing layers at
+  training sizes; not the last two, whose kernels hold most of the weights).
+  """
+  p = k // 2
+  if h <= 2 * p or w <= 2 * p:
+    return False
+  if not isinstance(batch, int):  # a symbolic batch (shape-polymorphic export): decide for batch 1
+    batch = 1
+  if batch * h * w * d * depth < _KERNEL_BUILD_MEMORY * k * k * d * depth * c:
+    return False
+  direct_per_pixel = 27 * d * depth + k * k * d * depth * c
+  direct = batch * h * w * direct_per_pixel
+  strip_pixels = 2 * p * w + 2 * p * (h - 2 * p)
+  # A strip's Conv3d runs on 3× its rows (the k//2 rows either side of its outputs).
+  strips = batch * strip_pixels * (3 * 27 * d * depth + k * k * d * depth * c)
+  interior = batch * (h - 2 * p) * (w - 2 * p) * (k + 2) ** 2 * depth * c
+  build = _KERNEL_BUILD_PENALTY * 27 * d * k * k * depth * c
+  return interior + strips + build < direct
+
+
+def fused_kernel(kernel3d, kernel2d):
+  """K [k+2, k+2, D, C] of the Conv3d kernel [3,3,3,1,d] followed by the Conv2d kernel [k,k,d·D,C]."""
+  k, _, dd, c = kernel2d.shape
+  d = kernel3d.shape[-1]
+  depth = dd // d
+  w2 = kernel2d.reshape(k, k, d, depth, c)
+  highest = jax.lax.Precision.HIGHEST  # a handful of operations; no reduced-precision shortcut
+  by_tap = jnp.zeros((3, 3, k, k, depth, c), kernel2d.dtype)
+  for t in range(3):
+    e = jnp.einsum('ijf,pqfzc->ijpqzc', kernel3d[t, :, :, 0, :], w2, precision=highest)
+    # Depth tap t reads packed channel z + t − 1 for Conv3d output z: shift by t − 1.
+    if t == 0:
+      e = jnp.pad(e[..., 1:, :], ((0, 0),) * 4 + ((0, 1), (0, 0)))
+    elif t == 2:
+      e = jnp.pad(e[..., :-1, :], ((0, 0),) * 4 + ((1, 0), (0, 0)))
+    by_tap = by_tap + e
+  # Spatial taps compose: Conv3d tap (i, j) then Conv2d tap (p, q) is fused tap (p+i, q+j).
+  return sum(jnp.pad(by_tap[i, j], ((i, 2 - i), (j, 2 - j), (0, 0), (0, 0))) for i in range(3) for j in range(3))
+
+
+def _direct_region(padded, kernel3d, bias3d, kernel2d, rows, cols, image_hw):
+  """Exact outputs rows×cols ([start, stop) each) from `padded` (packed x zero-padded by k//2 + 1)."""
+  k = kernel2d.shape[0]
+  p = k // 2
+  (r0, r1), (c0, c1) = rows, cols
+  region = padded[:, r0:r1 + k + 1, c0:c1 + k + 1, :]
+  y = depth_major_to_nhwc(conv3d_depth_major(jnp.moveaxis(region, -1, 1), kernel3d, bias3d, 0))
+  # The Conv2d's zero padding: Conv3d outputs outside the image are zeros, not Conv3d values.
+  inside_r = (jnp.arange(r0 - p, r1 + p) >= 0) & (jnp.arange(r0 - p, r1 + p) < image_hw[0])
+  inside_c = (jnp.arange(c0 - p, c1 + p) >= 0) & (jnp.arange(c0 - p, c1 + p) < image_hw[1])
+  y = jnp.where((inside_r[:, None] & inside_c[None, :])[None, :, :, None], y, jnp.zeros((), y.dtype))
+  return _conv2d(y, kernel2d, 0)
+
+
+def direct(packed_depth_major, kernel3d, bias3d, kernel2d, bias2d):
+  """The reference's order: Conv3d, flatten (feature outermost), Conv2d. [B,D,H,W] → [B,H,W,C]."""
+  y = depth_major_to_nhwc(conv3d_depth_major(packed_depth_major, kernel3d, bias3d, 1))
+  return _conv2d(y, kernel2d, kernel2d.shape[0] // 2) + bias2d
+
+
+def fused(packed, kernel3d, bias3d, kernel2d, bias2d):
+  """One (k+2)×(k+2) convolution inside, `_direct_region` on the k//2 outermost rows and columns.
+
+  [B,H,W,D] → [B,H,W,C]; needs H, W > 2·(k//2).
+  """
+  _, h, w, depth = packed.shape
+  k, _, _, c = kernel2d.shape
+  d = kernel3d.shape[-1]
+  p = k // 2
+  if h <= 2 * p or w <= 2 * p:
+    raise ValueError(f'pack_conv.fused: packed: H and W must exceed {2 * p}, got shape {tuple(packed.shape)}')
+  kernel = fused_kernel(kernel3d.astype(jnp.float32), kernel2d.astype(jnp.float32)).astype(kernel2d.dtype)
+  # Interior bias: the Conv2d of the (constant) Conv3d bias, plus its own.
+  const_bias = bias2d + jnp.einsum('pqfzc,f->c', kernel2d.reshape(k, k, d, depth, c), bias3d,
+                                   precision=jax.lax.Precision.HIGHEST)
+  interior = _conv2d(jnp.pad(packed, ((0, 0), (1, 1), (1, 1), (0, 0))), kernel, 0) + const_bias
+  padded = jnp.pad(packed, ((0, 0), (p + 1, p + 1), (p + 1, p + 1), (0, 0)))
+
+  def region(rows, cols):
+    return _direct_region(padded, kernel3d, bias3d, kernel2d, rows, cols, (h, w)) + bias2d
+
+  middle = jnp.concatenate([region((p, h - p), (0, p)), interior, region((p, h - p), (w - p, w))], axis=2)
+  return jnp.concatenate([region((0, p), (0, w)), middle, region((h - p, h), (0, w))], axis=1)
+
+
+def pack_conv(packed, kernel3d, bias3d, kernel2d, bias2d, packed_depth_major=None):
+  """Conv2d(flatten(Conv3d(packed))) without its normalisation: [B,H,W,D] → [B,H,W,C].
+
+  `packed` is NHWC in `packing` channel order; `packed_depth_major` ([B,D,H,W],
+  optional) is the same tensor depth-major, for the direct formulation.
+  Kernels in the compute dtype: Conv3d [3,3,3,1,d] + [d], Conv2d [k,k,d·D,C] + [C].
+  """
+  b, h, w, depth = packed.shape
+  k, _, _, c = kernel2d.shape
+  if use_fused(b, h, w, depth, kernel3d.shape[-1], k, c):
+    return fused(packed, kernel3d, bias3d, kernel2d, bias2d)
+  if packed_depth_major is None:
+    packed_depth_major = jnp.moveaxis(packed, -1, 1)
+  return direct(packed_depth_major, kernel3d, bias3d, kernel2d, bias2d)
