@@ -3,25 +3,27 @@
 Every run is the real command line (`python -m packnet_jax.main
 --config=configs/demo.py`) in a subprocess, shrunk to a few seconds per step:
 the vendored kitti_synth tree (4 training samples), 32×96 images, one sample
-per device on the 2 fake CPU devices, no validation, no images. The runs share
-a persistent XLA compilation cache, so only the first one compiles the step.
-(A resumed run still goes through the same code path as a fresh one: restore,
-then the first step; a first-step executable that differed from the later
-steps' would still show up as a different final state.)
+per device on the 2 fake CPU devices, no validation, no images. Every run
+makes the loss NaN at steps 1-3 (the config test hook
+`train.inject_nonfinite_steps`), so all of them run one and the same compiled
+step, which the session's persistent XLA compilation cache (conftest.py) lets
+only the first run compile. (A resumed run still goes through the same code
+path as a fresh one: restore, then the first step; a first-step executable that
+differed from the later steps' would still show up as a different final state.)
 
 * Kill and resume: a run is SIGKILLed while it writes a checkpoint (the moment
   orbax's temporary checkpoint folder appears), restarted, SIGKILLed again at a
   random step, and restarted once more. Each restart must resume from the
   newest *complete* checkpoint, and the final TrainState (params, BatchNorm
-  statistics, Adam state, step, RNG) must equal, bit for bit, that of a run
-  that was never interrupted.
-* Non-finite values: the config test hook `train.inject_nonfinite_steps` makes
-  the loss NaN at chosen steps. Those updates are skipped and counted, no
+  statistics, Adam state, skipped-step count, step, RNG) must equal, bit for
+  bit, that of a run that was never interrupted; so must every logged loss.
+* Non-finite values: the updates of the NaN steps are skipped and counted, no
   checkpoint ever holds a non-finite value, and after
-  `train.max_consecutive_nonfinite` bad steps in a row the run stops with a
-  one-line error naming the step and the non-finite terms.
-* Determinism: the same config and seed give the same first 20 losses (and the
-  same final parameters) in two separate processes.
+  `train.max_consecutive_nonfinite` bad steps in a row (3 here; the other runs
+  keep the default 10 and train on) the run stops with a one-line error naming
+  the step and the non-finite terms.
+* Determinism: the same config and seed give the same losses (and the same
+  final parameters) in two separate processes.
 """
 import os
 import pathlib
@@ -37,8 +39,9 @@ import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 KITTI_SYNTH = pathlib.Path(__file__).parent / 'fixtures' / 'reference' / 'kitti_synth'
-STEPS = 20
-EVERY = 5
+STEPS = 12
+EVERY = 3
+NONFINITE_STEPS = (1, 2, 3)   # the steps (0-based state.step) whose loss every run makes NaN
 RUN_TIMEOUT_S = 600
 _LOGGED_STEP = re.compile(r'\[(\d+)\] .*train/loss=')
 _RESUMED = re.compile(r'resumed from .* at step (\d+)')
@@ -51,14 +54,15 @@ def tiny_args(workdir, *overrides):
           '--config.datasets.train.batch_size=1', f'--config.arch.max_steps={STEPS}',
           f'--config.checkpoint.every_steps={EVERY}', '--config.checkpoint.every_epochs=0',
           '--config.checkpoint.keep=2', '--config.logging.image_every_steps=0',
-          '--config.logging.log_every_steps=1', *overrides]
+          '--config.logging.log_every_steps=1',
+          f'--config.train.inject_nonfinite_steps={NONFINITE_STEPS}', *overrides]
 
 
 @pytest.fixture(scope='module')
-def env(tmp_path_factory):
-  cache = tmp_path_factory.mktemp('xla_cache')
-  return dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='3',
-              JAX_COMPILATION_CACHE_DIR=str(cache), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='1')
+def env():
+  """The test process's environment (2 fake devices, the session's compilation cache)."""
+  assert os.environ.get('JAX_COMPILATION_CACHE_DIR'), 'conftest.py sets the shared compilation cache'
+  return dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='3')
 
 
 def start(env, workdir, log, *overrides):
@@ -145,6 +149,18 @@ def losses_from_events(workdir):
   return losses
 
 
+def assert_same_losses(ref_dir, workdir, what):
+  """Both runs logged all STEPS losses, NaN exactly at the injected steps, and the same values."""
+  first, second = losses_from_events(ref_dir), losses_from_events(workdir)
+  steps = list(range(1, STEPS + 1))   # logged after the step: state.step s is logged as s + 1
+  assert [s for s in steps if s in first] == steps and [s for s in steps if s in second] == steps, what
+  a, b = np.array([first[s] for s in steps]), np.array([second[s] for s in steps])
+  assert [s - 1 for s in steps if not np.isfinite(a[s - 1])] == list(NONFINITE_STEPS), (a, what)
+  finite = a[np.isfinite(a)]
+  assert len(set(finite.tolist())) > 1, a
+  np.testing.assert_array_equal(a, b, err_msg=what)   # NaN at the same places, the rest bit for bit
+
+
 @pytest.fixture(scope='module')
 def reference_run(env, tmp_path_factory):
   """An uninterrupted run: (workdir, log text)."""
@@ -152,6 +168,7 @@ def reference_run(env, tmp_path_factory):
   rc, log = run(env, workdir, workdir.parent / 'log.txt')
   assert rc == 0, log[-3000:]
   assert complete_steps(workdir)[-1] == STEPS
+  assert int(load_state(workdir, STEPS)['skipped_steps']) == len(NONFINITE_STEPS)
   return workdir, log
 
 
@@ -161,12 +178,7 @@ def test_same_config_and_seed_give_same_first_20_losses(env, reference_run, tmp_
   ref_dir, _ = reference_run
   rc, log = run(env, tmp_path / 'work', tmp_path / 'log.txt')
   assert rc == 0, log[-3000:]
-  first, second = losses_from_events(ref_dir), losses_from_events(tmp_path / 'work')
-  steps = list(range(1, 21))
-  assert [s for s in steps if s in first] == steps and [s for s in steps if s in second] == steps
-  a, b = np.array([first[s] for s in steps]), np.array([second[s] for s in steps])
-  assert np.all(np.isfinite(a)) and len(set(a.tolist())) > 1
-  np.testing.assert_array_equal(a, b)
+  assert_same_losses(ref_dir, tmp_path / 'work', 'second run')
   assert_trees_equal(load_state(ref_dir, STEPS), load_state(tmp_path / 'work', STEPS), 'final state')
 
 
@@ -215,20 +227,16 @@ def test_sigkill_during_checkpoint_write_and_at_random_step_then_resume(env, ref
   assert complete_steps(workdir)[-1] == STEPS
   assert_trees_equal(load_state(ref_dir, STEPS), load_state(workdir, STEPS),
                      f'final TrainState after kills vs uninterrupted run {seed_note}')
-  # Determinism across processes: the three processes of this run logged the same 20 losses as the
+  # Determinism across processes: the three processes of this run logged the same losses as the
   # uninterrupted one (a step re-run after a kill logs the same value again).
-  first, second = losses_from_events(ref_dir), losses_from_events(workdir)
-  steps = list(range(1, STEPS + 1))
-  assert [s for s in steps if s in first] == steps and [s for s in steps if s in second] == steps
-  a, b = np.array([first[s] for s in steps]), np.array([second[s] for s in steps])
-  assert np.all(np.isfinite(a)) and len(set(a.tolist())) > 1
-  np.testing.assert_array_equal(a, b, err_msg=seed_note)
+  assert_same_losses(ref_dir, workdir, f'killed and resumed run {seed_note}')
 
 
 # --------------------------------------------------------------------------- non-finite steps
 def test_nonfinite_steps_are_skipped_counted_and_stop_the_run(env, tmp_path):
   workdir = tmp_path / 'work'
-  rc, log = run(env, workdir, tmp_path / 'log.txt', '--config.train.inject_nonfinite_steps=(1, 2, 3)',
+  assert NONFINITE_STEPS == (1, 2, 3)   # every run injects them (tiny_args); this one stops after 3
+  rc, log = run(env, workdir, tmp_path / 'log.txt',
                 '--config.train.max_consecutive_nonfinite=3', '--config.checkpoint.every_steps=1',
                 '--config.checkpoint.keep=3', '--config.checkpoint.async_save=false')
   assert rc != 0, log[-3000:]
