@@ -60,7 +60,20 @@ FIXTURES = pathlib.Path(__file__).parent / 'fixtures' / 'reference'
 sys.path.insert(0, str(pathlib.Path(__file__).parent))  # for `import recipe`
 
 
-def single_device_env():
+# XLA:CPU without LLVM's -O2 and its expensive passes: compiles several times faster, runs the few tiny
+# steps of a CLI test somewhat slower. For the subprocess tests that check what a command does (resume,
+# skip, kill, one workdir for every tool), not XLA's code; the README demo in .ci/run runs the entry
+# points' default flags end to end, and the parity tests run in-process under those defaults.
+FAST_COMPILE_FLAGS = ('--xla_backend_optimization_level=0', '--xla_llvm_disable_expensive_passes=true')
+
+
+def with_fast_compile(env):
+  """`env` (a dict) with FAST_COMPILE_FLAGS added to its XLA_FLAGS."""
+  flags = env.get('XLA_FLAGS', '').split()
+  return dict(env, XLA_FLAGS=' '.join(flags + [f for f in FAST_COMPILE_FLAGS if f not in flags]))
+
+
+def single_device_env(fast_compile=False):
   """os.environ for a subprocess that sees ONE CPU device (the fake-device flag removed)."""
   env = dict(os.environ)
   flags = [f for f in env.get('XLA_FLAGS', '').split() if 'xla_force_host_platform_device_count' not in f]
@@ -68,7 +81,7 @@ def single_device_env():
     env['XLA_FLAGS'] = ' '.join(flags)
   else:
     env.pop('XLA_FLAGS', None)
-  return env
+  return with_fast_compile(env) if fast_compile else env
 
 
 def make_synthetic_kitti(output, frames, height, width):

@@ -7,7 +7,8 @@ per device on the 2 fake CPU devices, no validation, no images. Every run
 makes the loss NaN at steps 1-3 (the config test hook
 `train.inject_nonfinite_steps`), so all of them run one and the same compiled
 step, which the session's persistent XLA compilation cache (conftest.py) lets
-only the first run compile. (A resumed run still goes through the same code
+only the first run compile, and compiles without XLA's expensive CPU
+optimisations (conftest.FAST_COMPILE_FLAGS). (A resumed run still goes through the same code
 path as a fresh one: restore, then the first step; a first-step executable that
 differed from the later steps' would still show up as a different final state.)
 
@@ -37,6 +38,8 @@ import time
 import numpy as np
 import pytest
 
+from conftest import with_fast_compile
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 KITTI_SYNTH = pathlib.Path(__file__).parent / 'fixtures' / 'reference' / 'kitti_synth'
 STEPS = 12
@@ -62,7 +65,7 @@ def tiny_args(workdir, *overrides):
 def env():
   """The test process's environment (2 fake devices, the session's compilation cache)."""
   assert os.environ.get('JAX_COMPILATION_CACHE_DIR'), 'conftest.py sets the shared compilation cache'
-  return dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='3')
+  return with_fast_compile(dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='3'))
 
 
 def start(env, workdir, log, *overrides):

@@ -9,7 +9,9 @@ Both `main` runs make the loss of step 4 NaN (the test hook
 `train.inject_nonfinite_steps`): the first stops before it, so the resumed run
 also skips and counts a non-finite update on one device; both compile the same
 step, which the resumed run loads from the session's compilation cache
-(conftest.py) instead of compiling it again.
+(conftest.py) instead of compiling it again. XLA compiles without its
+expensive CPU optimisations (conftest.FAST_COMPILE_FLAGS): the same commands
+under the default flags are the README demo that .ci/run runs.
 """
 import json
 import pathlib
@@ -30,7 +32,7 @@ NONFINITE_STEP = 4   # state.step whose loss is NaN: after the first run's 4 ste
 
 
 def run(module, *args, timeout=900):
-  proc = subprocess.run([sys.executable, '-m', module, *args], cwd=ROOT, env=single_device_env(),
+  proc = subprocess.run([sys.executable, '-m', module, *args], cwd=ROOT, env=single_device_env(fast_compile=True),
                         capture_output=True, text=True, timeout=timeout)
   assert proc.returncode == 0, f'{module} {args} failed:\n{proc.stderr[-3000:]}'
   return proc
