@@ -130,10 +130,8 @@ def pytest_collection_modifyitems(config, items):
 
 # --------------------------------------------------------------------------- suite time
 # The order in which xdist hands out files: longest first (by the -n 2 durations on the 2-core machine,
-# issue 11), except test_convert.py, which goes first of all because it asserts that loading a model
-# never imported torch, and other files import torch into the same worker process.
+# issue 11).
 LONGEST_FILES_FIRST = (
-    'test_convert.py',
     'test_reliability_training.py',
     'test_single_device_cli.py',
     'test_train_loop.py',

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import with_fast_compile
 import torch_writer
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -31,9 +32,13 @@ TIMEOUT_S = 300
 
 
 def run_cli(module, args, timeout=TIMEOUT_S):
-  """Runs `python -m module args` from the repository root (CPU only)."""
-  env = dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='3',
-             TF_ENABLE_ONEDNN_OPTS='0')
+  """Runs `python -m module args` from the repository root (CPU only).
+
+  XLA compiles without its expensive optimisations (conftest.FAST_COMPILE_FLAGS):
+  what is checked is the refusal, never a compiled program's speed.
+  """
+  env = with_fast_compile(dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='3',
+                               TF_ENABLE_ONEDNN_OPTS='0'))
   return subprocess.run([sys.executable, '-m', module, *map(str, args)], cwd=REPO, env=env,
                         capture_output=True, text=True, timeout=timeout, check=False)
 

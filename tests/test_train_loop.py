@@ -50,9 +50,8 @@ def test_resume_is_bit_identical(tmp_path):
   for a, b in zip(_leaves(full.state.opt_state), _leaves(resumed.state.opt_state)):
     np.testing.assert_array_equal(a, b)
   assert [h['loss'] for h in full.history[2:]] == [h['loss'] for h in resumed.history]
-  # Training changed the parameters, and the run is repeatable from scratch.
-  again = train.train_and_evaluate(train_testlib.tiny_config(max_steps=4), tmp_path / 'again')
-  assert [h['loss'] for h in again.history] == [h['loss'] for h in full.history]
+  # Repeatability from scratch (a fresh process, same command) is checked by the kill/resume test
+  # in test_reliability_training.py, which compares every step's loss with an uninterrupted run.
   manager = checkpointing.create_manager(tmp_path / 'split', keep=5)
   assert manager.latest_step() == 4
 
