@@ -1,9 +1,10 @@
 """Fastest measured XLA:CPU options, applied unless the user chose XLA_FLAGS.
 
-XLA:CPU compiles convolutions itself by default (Eigen). It can hand each
-convolution to a library instead; on this project's networks XNNPACK
-convolutions were the fastest choice for the forward passes and the train step
-(figures in the issue-12 closing note, measured with tools/benchmark.py). The
+XLA:CPU can hand each convolution to a library (XNNPACK or oneDNN) instead of
+choosing per convolution itself. On this project's networks XNNPACK for every
+convolution was the fastest or within run-to-run noise of the fastest in every
+comparison (forward passes and train steps; figures in the issue-12 closing
+notes, measured with tools/benchmark.py, options alternated run by run). The
 options only concern the CPU backend; GPU and TPU ignore them, so the program
 itself is the same on every backend.
 
