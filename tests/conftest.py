@@ -153,6 +153,10 @@ def pytest_configure(config):
   """Controller (or a run without xdist): a fresh compilation cache folder for this session."""
   if os.environ.get('PYTEST_XDIST_WORKER') or os.environ.get('JAX_COMPILATION_CACHE_DIR'):
     return   # an xdist worker inherits the controller's; a cache given by the caller is kept
+  try:
+    import filelock  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+  except ImportError:  # requirements.txt pins it; without it JAX warns on every cache read: no cache
+    return
   folder = tempfile.mkdtemp(prefix='packnet_jax_xla_cache_')
   config.stash[_CACHE_FOLDER] = folder
   os.environ['JAX_COMPILATION_CACHE_DIR'] = folder
