@@ -355,7 +355,7 @@ class _PackConv2D(nn.Module):
     in_features = packed.shape[-1] * kernel3d.shape[-1]
     kernel, bias = ConvWeights(self.features, self.kernel_size, in_features, dtype=self.dtype,
                                name='conv_base').weights()
-    y = pack_conv.pack_conv(packed, kernel3d, bias3d, kernel, bias, packed_depth_major)
+    y = pack_conv.pack_conv(packed, packed_depth_major, kernel3d, bias3d, kernel, bias)
     y = checkpoint_name(y, CONV_OUTPUT)
     return group_norm(name='normalize', dtype=self.dtype, activation=nn.elu)(y)
 

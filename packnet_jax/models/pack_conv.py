@@ -149,17 +149,15 @@ def fused(packed, kernel3d, bias3d, kernel2d, bias2d):
   return jnp.concatenate([region((0, p), (0, w)), middle, region((h - p, h), (0, w))], axis=1)
 
 
-def pack_conv(packed, kernel3d, bias3d, kernel2d, bias2d, packed_depth_major=None):
+def pack_conv(packed, packed_depth_major, kernel3d, bias3d, kernel2d, bias2d):
   """Conv2d(flatten(Conv3d(packed))) without its normalisation: [B,H,W,D] → [B,H,W,C].
 
-  `packed` is NHWC in `packing` channel order; `packed_depth_major` ([B,D,H,W],
-  optional) is the same tensor depth-major, for the direct formulation.
+  `packed` is NHWC in `packing` channel order; `packed_depth_major` [B,D,H,W] is
+  the same tensor depth-major, for the direct formulation (XLA drops the unused one).
   Kernels in the compute dtype: Conv3d [3,3,3,1,d] + [d], Conv2d [k,k,d·D,C] + [C].
   """
   b, h, w, depth = packed.shape
   k, _, _, c = kernel2d.shape
   if use_fused(b, h, w, depth, kernel3d.shape[-1], k, c):
     return fused(packed, kernel3d, bias3d, kernel2d, bias2d)
-  if packed_depth_major is None:
-    packed_depth_major = jnp.moveaxis(packed, -1, 1)
   return direct(packed_depth_major, kernel3d, bias3d, kernel2d, bias2d)
