@@ -61,6 +61,15 @@ def test_interleaved_times_alternate_calls():
   assert [len(t) for t in times] == [2, 2] and all(x >= 0 for t in times for x in t)
 
 
+def test_interleaved_times_take_turns_in_blocks():
+  # warmup round, then turns of one untimed + up to 2 timed calls until 3 timed calls each.
+  calls = []
+  times = benchmark.interleaved_times([lambda: calls.append('a'), lambda: calls.append('b')],
+                                      iters=3, warmup=1, block=2)
+  assert ''.join(calls) == 'ab' + 'aaa' + 'bbb' + 'aa' + 'bb'
+  assert [len(t) for t in times] == [3, 3]
+
+
 @pytest.mark.slow  # compiles a whole SelfSup train step (~70 s on the shared 2-core machine)
 def test_train_step_compile_only_reports_memory(capsys):
   (rec,) = benchmark.main(['train_step', '--config', str(benchmark.ROOT / 'configs' / 'kitti_resnet18.py'),

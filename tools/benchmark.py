@@ -16,7 +16,7 @@ are made without running the initialiser. The XLA:CPU defaults of
 `packnet_jax.utils.xla_flags` apply unless XLA_FLAGS is set.
 
 `--torch_reference` also times the PyTorch reference doing the same work, in
-the same process and interleaved call by call with ours (so both see the same
+the same process, taking turns with ours in blocks of calls (so both see the same
 machine load), with torch on as many threads as the CPU cores XLA uses; the
 reference's code comes from a packnet-sfm checkout given by `--torch_source`
 or $PACKNET_SFM_SOURCE (see tools/torch_reference.py). Records then carry
@@ -164,26 +164,35 @@ def compiled_memory(compiled):
   return sizes
 
 
-def interleaved_times(fns, iters, warmup, settle_s=0.0):
-  """Calls each of `fns` (already compiled, blocking) in turn, `warmup` + `iters` rounds; per-fn times.
+def interleaved_times(fns, iters, warmup, settle_s=0.0, block=1):
+  """Per-fn lists of `iters` call times: `warmup` untimed rounds, then the fns take turns in blocks.
 
-  `settle_s`: pause before each call. XLA's and torch's worker threads keep spinning for a
-  while after their work ends; on a small machine that slows whichever library runs next
-  (torch measured 3x slower right after an XLA call on 2 cores), so comparisons pause.
+  Each turn is `block` back-to-back timed calls (plus one untimed call first when
+  block > 1), after a `settle_s` pause. Turns keep both libraries under the same
+  machine load; the pause and the untimed first call keep one library's
+  spinning worker threads and cold caches out of the other's timings (torch
+  measured 3x slower right after an XLA call on 2 cores, and XLA ~40% slower on
+  the first call after a pause), so the figures are steady-state call times.
   """
+  for _ in range(warmup):
+    for fn in fns:
+      fn()
   times = [[] for _ in fns]
-  for i in range(warmup + iters):
+  while len(times[0]) < iters:
     for fn, out in zip(fns, times):
       if settle_s:
         time.sleep(settle_s)
-      start = time.perf_counter()
-      fn()
-      if i >= warmup:
+      if block > 1:
+        fn()
+      for _ in range(min(block, iters - len(out))):
+        start = time.perf_counter()
+        fn()
         out.append(time.perf_counter() - start)
   return times
 
 
-SETTLE_S = 0.5  # pause between interleaved calls of two libraries (see `interleaved_times`)
+SETTLE_S = 0.5  # pause between the two libraries' turns (see `interleaved_times`)
+TURN = 5  # timed calls per turn
 
 
 def cpu_threads():
@@ -229,7 +238,7 @@ def bench_forward(name, shape, batch, dtype, iters, warmup, torch_source=None):
   fns = [lambda: jax.block_until_ready(compiled(variables, *inputs))]
   if torch_source is not None:
     fns.append(torch_forward_fn(name, shape, batch, torch_source))
-  times = interleaved_times(fns, iters, warmup, SETTLE_S if torch_source is not None else 0.0)
+  times = interleaved_times(fns, iters, warmup, *((SETTLE_S, TURN) if torch_source is not None else ()))
   params = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(variables.get('params', {})))
   record = {'benchmark': 'forward', 'network': name, 'shape': list(shape), 'batch': batch, 'dtype': dtype,
             'compile_s': compile_s, 'peak_memory_bytes': peak_memory_bytes(),
@@ -370,7 +379,7 @@ def bench_train_step(config, shape, batch, iters, warmup, compile_only=False, to
   fns = [ours]
   if torch_source is not None:
     fns.append(torch_train_step_fn(config, shape, batch, torch_source))
-  times = interleaved_times(fns, iters, warmup, SETTLE_S if torch_source is not None else 0.0)
+  times = interleaved_times(fns, iters, warmup, *((SETTLE_S, TURN) if torch_source is not None else ()))
   median = statistics.median(times[0])
   record.update({'median_s': median, 'p90_s': float(np.percentile(times[0], 90)), 'steps_per_s': 1.0 / median,
                  'images_per_s': batch / median, 'iters': len(times[0]),

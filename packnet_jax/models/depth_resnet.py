@@ -9,7 +9,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from packnet_jax.models import layers
+from packnet_jax.models import layers, reflect_conv
 from packnet_jax.models.resnet_encoder import ResnetEncoder, parse_resnet_version
 
 DECODER_WIDTHS = (16, 32, 64, 128, 256)
@@ -24,8 +24,9 @@ class Conv3x3(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode='reflect')
-    return layers.conv(self.features, 3, 1, 0, name='conv', dtype=self.dtype)(x)
+    # Same result as jnp.pad(x, mode='reflect') before the conv, computed faster (see reflect_conv).
+    return layers.conv(self.features, 3, 1, 0, name='conv', dtype=self.dtype,
+                       conv_general_dilated=reflect_conv.reflect_pad_conv)(x)
 
 
 class ConvBlock(nn.Module):

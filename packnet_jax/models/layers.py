@@ -36,16 +36,19 @@ class Conv(nn.Conv):
     return checkpoint_name(super().__call__(inputs), CONV_OUTPUT)
 
 
-def conv(features, kernel_size, stride=1, padding=0, use_bias=True, *, name, dtype=jnp.float32):
+def conv(features, kernel_size, stride=1, padding=0, use_bias=True, *, name, dtype=jnp.float32,
+         conv_general_dilated=None):
   """A 2-D convolution with explicit symmetric padding.
 
   torch pads both sides equally; Flax 'SAME' would put the odd pad at the end
-  for strided convs, so padding is always given explicitly.
+  for strided convs, so padding is always given explicitly. `conv_general_dilated`
+  replaces `lax.conv_general_dilated` (same signature, same parameters).
   """
   if isinstance(kernel_size, int):
     kernel_size = (kernel_size, kernel_size)
   return Conv(features, kernel_size, strides=stride, padding=[(padding, padding)] * len(kernel_size),
-              use_bias=use_bias, dtype=dtype, param_dtype=jnp.float32, name=name)
+              use_bias=use_bias, dtype=dtype, param_dtype=jnp.float32, name=name,
+              conv_general_dilated=conv_general_dilated)
 
 
 class GroupNorm(nn.Module):
