@@ -19,10 +19,11 @@ def ours(x, kernel):
 
 # (batch, H, W, C, O): which formulation runs is decided by the shape.
 CASES = {
-    'border stitched': (2, 5, 7, 6, 4),
-    'border stitched, 3x3 map': (1, 3, 3, 4, 3),
+    'border stitched': (2, 6, 7, 6, 4),
+    'border stitched, 3x9 map': (1, 3, 9, 4, 3),
     'tap sum (1 output channel)': (2, 6, 5, 16, 1),
-    'too small for borders': (1, 2, 5, 4, 3),
+    'plain (small map)': (1, 2, 5, 4, 3),
+    'plain (map smaller than the kernel)': (1, 4, 5, 6, 8),
 }
 
 
@@ -62,3 +63,12 @@ def test_conv3x3_module_keeps_the_reference_parameter_tree():
   assert shapes == {'conv': {'kernel': (3, 3, 5, 4), 'bias': (4,)}}
   p = variables['params']['conv']
   np.testing.assert_allclose(module.apply(variables, x), padded_conv(x, p['kernel']) + p['bias'], atol=1e-5)
+
+
+def test_border_strips_only_where_the_padded_copy_outweighs_the_kernel():
+  assert reflect_conv.use_border_strips(6, 7, 4)
+  assert not reflect_conv.use_border_strips(4, 5, 8)
+  # DepthResNet's decoder at 192×640: the 6×20 and 12×40 levels (256 outputs) stay plain.
+  assert [reflect_conv.use_border_strips(h, w, o) for h, w, o in
+          ((6, 20, 256), (12, 40, 256), (24, 80, 128), (48, 160, 64), (96, 320, 32), (192, 640, 16))] == [
+              False, False, True, True, True, True]

@@ -72,8 +72,18 @@ def reflect_pad_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_d
       or tuple(rhs_dilation or ones) != ones or feature_group_count != 1 or batch_group_count != 1):
     raise ValueError('reflect_pad_conv: only a 3x3, stride-1, unpadded, ungrouped NHWC convolution')
   height, width, channels = lhs.shape[1:]
-  if height < 3 or width < 3:  # too small for separate borders (and cheap anyway)
-    return _valid(_reflect(lhs, rows=True, cols=True), rhs, precision)
-  if 9 * rhs.shape[-1] <= channels:  # the per-tap products are no larger than the input
+  if 9 * rhs.shape[-1] <= channels and min(height, width) >= 2:  # per-tap products no larger than the input
     return _tap_sum(lhs, rhs, precision)
-  return _border_stitched(lhs, rhs, precision)
+  if use_border_strips(height, width, rhs.shape[-1]):
+    return _border_stitched(lhs, rhs, precision)
+  return _valid(_reflect(lhs, rows=True, cols=True), rhs, precision)
+
+
+def use_border_strips(height, width, out_channels):
+  """Whether the strips pay: the padded copy they avoid (H·W·C) outweighs the kernel (9·C·O).
+
+  Each strip call reads (and the CPU library packs) the whole kernel, and the strips
+  add operations to compile; on small maps the padded copy is cheaper. At 192×640
+  this keeps the 6×20 and 12×40 decoder levels on the plain path (measured equal).
+  """
+  return height >= 3 and width >= 3 and height * width >= 9 * out_channels
