@@ -37,6 +37,9 @@ def _leaves(tree):
   return [np.asarray(x) for x in jax.tree_util.tree_leaves(tree)]
 
 
+# Suite time: in-process repeat of what the cross-process kill/resume test (2 devices,
+# test_reliability_training) and the single-device resume (test_single_device_cli) check.
+@pytest.mark.slow
 def test_resume_is_bit_identical(tmp_path):
   # Uninterrupted: 4 steps (global batch 2 on 2 devices → 2 steps per epoch).
   full = train.train_and_evaluate(train_testlib.tiny_config(max_steps=4), tmp_path / 'full')
