@@ -28,7 +28,8 @@ CASES = {
 
 
 @pytest.mark.parametrize('shape', CASES.values(), ids=CASES.keys())
-def test_values_and_gradients_match_reflection_padding_in_float64(shape):
+def test_values_and_gradients_match_reflection_padding_in_float64(shape, monkeypatch):
+  monkeypatch.setattr(reflect_conv, 'MIN_REWRITE_ELEMENTS', 0)  # rewrite these small maps too
   b, h, w, c, o = shape
   rng = np.random.default_rng(sum(shape))
   with jax.enable_x64():
@@ -65,10 +66,13 @@ def test_conv3x3_module_keeps_the_reference_parameter_tree():
   np.testing.assert_allclose(module.apply(variables, x), padded_conv(x, p['kernel']) + p['bias'], atol=1e-5)
 
 
-def test_border_strips_only_where_the_padded_copy_outweighs_the_kernel():
-  assert reflect_conv.use_border_strips(6, 7, 4)
-  assert not reflect_conv.use_border_strips(4, 5, 8)
-  # DepthResNet's decoder at 192×640: the 6×20 and 12×40 levels (256 outputs) stay plain.
-  assert [reflect_conv.use_border_strips(h, w, o) for h, w, o in
-          ((6, 20, 256), (12, 40, 256), (24, 80, 128), (48, 160, 64), (96, 320, 32), (192, 640, 16))] == [
-              False, False, True, True, True, True]
+def test_rewrites_only_where_they_pay():
+  # DepthResNet18's decoder convs at 192×640, input (H, W, C) → O: all but the 6×20 level are large
+  # enough to rewrite; the border strips skip the 6×20 and 12×40 levels (kernel larger than the map).
+  real = [((6, 20, 512), 256), ((12, 40, 512), 256), ((24, 80, 256), 128), ((48, 160, 128), 64),
+          ((96, 320, 96), 32), ((192, 640, 16), 16)]
+  assert [reflect_conv.worth_rewriting(*hwc) for hwc, _ in real] == [False, True, True, True, True, True]
+  assert [reflect_conv.use_border_strips(h, w, o) for (h, w, _), o in real] == [False, False, True, True, True, True]
+  # The test-suite shapes (32×96 input) stay on the plain path: nothing to gain, more to compile.
+  assert not any(reflect_conv.worth_rewriting(*hwc) for hwc in ((16, 48, 96), (32, 96, 16), (8, 24, 192)))
+  assert not reflect_conv.worth_rewriting(2, 4096, 64)  # no interior to stitch a border onto

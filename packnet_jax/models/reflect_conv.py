@@ -72,18 +72,30 @@ def reflect_pad_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_d
       or tuple(rhs_dilation or ones) != ones or feature_group_count != 1 or batch_group_count != 1):
     raise ValueError('reflect_pad_conv: only a 3x3, stride-1, unpadded, ungrouped NHWC convolution')
   height, width, channels = lhs.shape[1:]
-  if 9 * rhs.shape[-1] <= channels and min(height, width) >= 2:  # per-tap products no larger than the input
+  if not worth_rewriting(height, width, channels):
+    return _valid(_reflect(lhs, rows=True, cols=True), rhs, precision)
+  if 9 * rhs.shape[-1] <= channels:  # the per-tap products are no larger than the input
     return _tap_sum(lhs, rhs, precision)
   if use_border_strips(height, width, rhs.shape[-1]):
     return _border_stitched(lhs, rhs, precision)
   return _valid(_reflect(lhs, rows=True, cols=True), rhs, precision)
 
 
+# Below this many input elements (512 KiB of float32) the padded copy costs less than the
+# rewrites' fixed costs (more calls, more operations to compile): measured at the test shapes.
+MIN_REWRITE_ELEMENTS = 2 ** 17
+
+
+def worth_rewriting(height, width, channels):
+  """Whether the input is large enough for either rewrite to pay (and has a border to stitch)."""
+  return height >= 3 and width >= 3 and height * width * channels >= MIN_REWRITE_ELEMENTS
+
+
 def use_border_strips(height, width, out_channels):
   """Whether the strips pay: the padded copy they avoid (H·W·C) outweighs the kernel (9·C·O).
 
-  Each strip call reads (and the CPU library packs) the whole kernel, and the strips
-  add operations to compile; on small maps the padded copy is cheaper. At 192×640
-  this keeps the 6×20 and 12×40 decoder levels on the plain path (measured equal).
+  Each strip call reads (and the CPU library packs) the whole kernel; on maps smaller
+  than that the padded copy is cheaper. At 192×640 this keeps DepthResNet's 6×20 and
+  12×40 decoder levels on the plain path (measured equal).
   """
-  return height >= 3 and width >= 3 and height * width >= 9 * out_channels
+  return height * width >= 9 * out_channels
