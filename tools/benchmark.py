@@ -195,6 +195,11 @@ SETTLE_S = 0.5  # pause between the two libraries' turns (see `interleaved_times
 TURN = 5  # timed calls per turn
 
 
+def library_times(fns, iters, warmup):
+  """`interleaved_times`, taking paused turns of TURN calls when several libraries are compared."""
+  return interleaved_times(fns, iters, warmup, *((SETTLE_S, TURN) if len(fns) > 1 else ()))
+
+
 def cpu_threads():
   """CPU cores XLA:CPU runs on (its thread pool covers the process's CPU affinity)."""
   return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
@@ -238,7 +243,7 @@ def bench_forward(name, shape, batch, dtype, iters, warmup, torch_source=None):
   fns = [lambda: jax.block_until_ready(compiled(variables, *inputs))]
   if torch_source is not None:
     fns.append(torch_forward_fn(name, shape, batch, torch_source))
-  times = interleaved_times(fns, iters, warmup, *((SETTLE_S, TURN) if torch_source is not None else ()))
+  times = library_times(fns, iters, warmup)
   params = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(variables.get('params', {})))
   record = {'benchmark': 'forward', 'network': name, 'shape': list(shape), 'batch': batch, 'dtype': dtype,
             'compile_s': compile_s, 'peak_memory_bytes': peak_memory_bytes(),
@@ -379,7 +384,7 @@ def bench_train_step(config, shape, batch, iters, warmup, compile_only=False, to
   fns = [ours]
   if torch_source is not None:
     fns.append(torch_train_step_fn(config, shape, batch, torch_source))
-  times = interleaved_times(fns, iters, warmup, *((SETTLE_S, TURN) if torch_source is not None else ()))
+  times = library_times(fns, iters, warmup)
   median = statistics.median(times[0])
   record.update({'median_s': median, 'p90_s': float(np.percentile(times[0], 90)), 'steps_per_s': 1.0 / median,
                  'images_per_s': batch / median, 'iters': len(times[0]),

@@ -72,12 +72,11 @@ def reflect_pad_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_d
       or tuple(rhs_dilation or ones) != ones or feature_group_count != 1 or batch_group_count != 1):
     raise ValueError('reflect_pad_conv: only a 3x3, stride-1, unpadded, ungrouped NHWC convolution')
   height, width, channels = lhs.shape[1:]
-  if not worth_rewriting(height, width, channels):
-    return _valid(_reflect(lhs, rows=True, cols=True), rhs, precision)
-  if 9 * rhs.shape[-1] <= channels:  # the per-tap products are no larger than the input
-    return _tap_sum(lhs, rhs, precision)
-  if use_border_strips(height, width, rhs.shape[-1]):
-    return _border_stitched(lhs, rhs, precision)
+  if worth_rewriting(height, width, channels):
+    if 9 * rhs.shape[-1] <= channels:  # the per-tap products are no larger than the input
+      return _tap_sum(lhs, rhs, precision)
+    if use_border_strips(height, width, rhs.shape[-1]):
+      return _border_stitched(lhs, rhs, precision)
   return _valid(_reflect(lhs, rows=True, cols=True), rhs, precision)
 
 
