@@ -21,6 +21,8 @@ import sys
 
 import pytest
 
+from conftest import single_device_env
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CAMERAS = ('camera_01', 'camera_05')
 TRAIN_FRAMES, VAL_FRAMES = 8, 3
@@ -29,11 +31,8 @@ TIMEOUT_S = 600
 
 
 def one_device_env():
-  """os.environ without the fake-device XLA flag, plus cheap CPU compilation."""
-  kept = [f for f in os.environ.get('XLA_FLAGS', '').split()
-          if not f.startswith('--xla_force_host_platform_device_count')]
-  kept += ['--xla_backend_optimization_level=0', '--xla_llvm_disable_expensive_passes=true']
-  return dict(os.environ, XLA_FLAGS=' '.join(kept), JAX_PLATFORMS='cpu', PYTHONPATH=str(REPO),
+  """One CPU device, cheap compilation (conftest), the repository on the path."""
+  return dict(single_device_env(fast_compile=True), JAX_PLATFORMS='cpu', PYTHONPATH=str(REPO),
               TF_CPP_MIN_LOG_LEVEL='3', TF_ENABLE_ONEDNN_OPTS='0')
 
 

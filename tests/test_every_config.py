@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import FAST_COMPILE_OPTIONS
 from conftest import make_synthetic_kitti
 import make_imagenet_fixture as imagenet_recipe
 import torch_writer
@@ -32,7 +33,6 @@ from packnet_jax.train.train_state import step_rng
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 EXPERIMENTS = sorted(p.stem for p in (ROOT / 'configs').glob('*.py') if p.stem not in ('__init__', 'default'))
 SHAPE = (32, 64)
-FAST_COMPILE = {'xla_backend_optimization_level': 0, 'xla_llvm_disable_expensive_passes': True}
 
 
 @pytest.fixture(scope='module')
@@ -64,17 +64,6 @@ def point_at_synthetic_data(config, trees):
     if config.model[net].version.endswith('pt'):
       config.model[net].pretrained_encoder = str(trees['resnet18'])
   return config
-
-
-# Configs whose 2 real steps run in CI (suite-time budget: each other config costs 1-2 CPU-minutes on
-# 2 cores, see the durations in the issue-11 closing note); the others are marked slow; every config is still
-# traced end to end in CI by test_config_traces_its_train_step, and PackNet01's step is compiled
-# in test_gpu_export / test_remat / test_sfm_model.
-TRAINED_IN_CI = ('demo',)
-
-
-def _runs_in_ci(name):
-  return name in TRAINED_IN_CI
 
 
 def _setup(name, trees):
@@ -114,8 +103,14 @@ def test_config_traces_its_train_step(name, trees):
   assert ('grad_norm_pose' in metrics) == (model.pose_net is not None)
 
 
-@pytest.mark.parametrize('name', [n if _runs_in_ci(n) else pytest.param(n, marks=pytest.mark.slow)
-                                  for n in EXPERIMENTS])
+# Real train steps of every config are marked slow (suite-time budget: each config costs 1-2 CPU-minutes on
+# 2 cores, see the durations in the issue-11 closing notes); with --runslow all of them train here. In CI
+# every config is traced end to end by test_config_traces_its_train_step, demo.py trains as the README's
+# command (test_single_device_cli runs `main` on it with only paths, shape and schedule overridden; .ci/run
+# runs the demo itself), ddad.py trains in test_ddad_e2e, and PackNet01's step is compiled in
+# test_gpu_export / test_remat / test_sfm_model.
+@pytest.mark.slow
+@pytest.mark.parametrize('name', EXPERIMENTS)
 def test_config_trains_two_steps(name, trees):
   config, batches, model = _setup(name, trees)
   state, _ = train.create_train_state(config, model, steps_per_epoch=10)
@@ -125,8 +120,8 @@ def test_config_trains_two_steps(name, trees):
   compiled = None
   for i in range(2):
     args = (device_state, _device_batch(batches), step_rng(jnp.asarray(state.rng), i))
-    # What is checked here is the config, not XLA's code: compile quickly (LLVM -O0), the same program.
-    compiled = compiled or step.lower(*args).compile(compiler_options=FAST_COMPILE)
+    # What is checked here is the config, not XLA's code: compile quickly (conftest), the same program.
+    compiled = compiled or step.lower(*args).compile(compiler_options=FAST_COMPILE_OPTIONS)
     device_state, metrics = compiled(*args)
     assert np.isfinite(float(metrics['loss'])), (name, i, metrics)
     assert int(metrics['bad_streak']) == 0

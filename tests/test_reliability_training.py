@@ -22,7 +22,8 @@ differed from the later steps' would still show up as a different final state.)
   checkpoint ever holds a non-finite value, and after
   `train.max_consecutive_nonfinite` bad steps in a row (3 here; the other runs
   keep the default 10 and train on) the run stops with a one-line error naming
-  the step and the non-finite terms.
+  the step and the non-finite terms (slow: the in-process test_train_loop.py
+  checks the same in CI).
 * Determinism: the same config and seed give the same losses (and the same
   final parameters) in two separate processes.
 """
@@ -236,6 +237,10 @@ def test_sigkill_during_checkpoint_write_and_at_random_step_then_resume(env, ref
 
 
 # --------------------------------------------------------------------------- non-finite steps
+# Suite time: test_train_loop.py checks the same in-process (stop message, a checkpoint per step, none
+# non-finite, skipped updates change nothing, the CLI's one-line error); test_single_device_cli's resumed
+# run skips a NaN step through the CLI on one device.
+@pytest.mark.slow
 def test_nonfinite_steps_are_skipped_counted_and_stop_the_run(env, tmp_path):
   workdir = tmp_path / 'work'
   assert NONFINITE_STEPS == (1, 2, 3)   # every run injects them (tiny_args); this one stops after 3

@@ -33,6 +33,14 @@ def compilation_cache():
     compilation_cache.reset_cache()   # later tests must not write into the deleted folder
 
 
+@pytest.fixture(autouse=True)
+def fast_compile(monkeypatch):
+  """The loop's step compiles with the cheap XLA options (conftest): the loop is what is checked."""
+  for name in ('jit_train_step', 'pmap_train_step'):
+    make = getattr(train.train_step_lib, name)
+    monkeypatch.setattr(train.train_step_lib, name, lambda fn, make=make: train_testlib.fast_compiling(make(fn)))
+
+
 def _leaves(tree):
   return [np.asarray(x) for x in jax.tree_util.tree_leaves(tree)]
 
@@ -97,17 +105,47 @@ NONFINITE_STEPS = (2, 3)
 
 
 def test_nonfinite_steps_stop_the_run(tmp_path):
+  """Steps 2 and 3 are NaN, the limit is 2: the run stops at step 3 with the step and the terms; every
+  step was checkpointed, none holds a non-finite value, and the skipped updates changed nothing."""
   config = train_testlib.tiny_config(max_steps=6)
   config.train.inject_nonfinite_steps = NONFINITE_STEPS
   config.train.max_consecutive_nonfinite = 2
-  with pytest.raises(train.NonFiniteLossError, match=r'step 3: stopping after 2 consecutive .*non-finite: '
-                                                     r'loss.*last good checkpoint: step 2'):
+  config.checkpoint.every_steps = 1
+  with pytest.raises(train.NonFiniteLossError, match=r'^step 3: stopping after 2 consecutive .*non-finite: '
+                                                     r'loss.*last good checkpoint: step 3'):
     train.train_and_evaluate(config, tmp_path)
   manager = checkpointing.create_manager(tmp_path, keep=5)
-  assert manager.all_steps() == [2]
+  assert manager.all_steps() == [1, 2, 3]   # after steps 0, 1 (good) and 2 (skipped); never after step 3
   fresh = train.create_train_state(config, train.model_init.build_model(config), 2)[0]
-  state, _ = checkpointing.restore(manager, fresh)
-  assert all(np.isfinite(x).all() for x in _leaves(state.params))
+  states = {step: checkpointing.restore(manager, fresh, step)[0] for step in (1, 2, 3)}
+  for step, state in states.items():
+    assert all(np.isfinite(x).all() for x in _leaves(state)), f'checkpoint {step} holds non-finite values'
+  assert [(int(s.step), int(s.skipped_steps), int(s.bad_streak)) for s in states.values()] == [
+      (1, 0, 0), (2, 0, 0), (3, 1, 1)]
+  for part in ('params', 'opt_state', 'batch_stats'):   # the skipped update left the state as it was
+    for a, b in zip(_leaves(getattr(states[2], part)), _leaves(getattr(states[3], part))):
+      np.testing.assert_array_equal(a, b, err_msg=part)
+  assert not np.array_equal(_leaves(states[1].params)[0], _leaves(states[2].params)[0])   # a good step moved
+
+
+def test_main_reports_a_nonfinite_stop_in_one_line(monkeypatch, tmp_path):
+  """The CLI turns the stop into `error: <message>` (exit status 1), no traceback."""
+  from absl import flags   # pylint: disable=import-outside-toplevel
+  from packnet_jax import main   # pylint: disable=import-outside-toplevel
+  message = 'step 3: stopping after 2 consecutive steps with non-finite: loss; last good checkpoint: step 3'
+
+  def stop(config, workdir):
+    del config, workdir
+    raise train.NonFiniteLossError(message)
+
+  monkeypatch.setattr(train, 'train_and_evaluate', stop)
+  flags.FLAGS(['main', '--config=configs/demo.py', f'--workdir={tmp_path}'])
+  try:
+    with pytest.raises(SystemExit) as exit_info:
+      main.main(['main'])
+  finally:
+    flags.FLAGS.unparse_flags()
+  assert str(exit_info.value.code) == f'error: {message}'
 
 
 def test_nonfinite_steps_below_the_limit_are_skipped(tmp_path):

@@ -4,6 +4,8 @@
 one in eval mode) at a fraction of DepthResNet's compile time; `version='bn'`
 adds a BatchNorm so the cross-device statistics handling can be tested.
 `tiny_config()` trains it with the real PoseNet on the vendored kitti_synth tree.
+`fast_compiling(jitted)` compiles a jitted or pmapped step with the cheap XLA
+options of conftest at its first call (what these tests check is the loop).
 """
 import pathlib
 from typing import Any
@@ -12,6 +14,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from configs import default
+from conftest import FAST_COMPILE_OPTIONS
 from packnet_jax.models import registry
 
 KITTI_SYNTH = pathlib.Path(__file__).parent / 'fixtures' / 'reference' / 'kitti_synth'
@@ -70,3 +73,17 @@ def tiny_config(model='SelfSupModel', max_steps=4):
   config.logging.progress_every_steps = 0
   config.eval.every_steps = -1
   return config
+
+
+def fast_compiling(jitted):
+  """`jitted` (jax.jit / jax.pmap output) compiled with conftest.FAST_COMPILE_OPTIONS at its first call.
+
+  Every later call must have the first call's shapes: the loop compiles its step once.
+  """
+  compiled = []
+
+  def call(*args):
+    if not compiled:
+      compiled.append(jitted.lower(*args).compile(compiler_options=FAST_COMPILE_OPTIONS))
+    return compiled[0](*args)
+  return call
