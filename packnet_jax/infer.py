@@ -20,6 +20,7 @@ A folder is searched recursively (sorted), outputs mirror its subfolders; video
 frames are named `<video stem>_<frame:06d>`. Every file is written atomically.
 """
 import dataclasses
+import itertools
 import os
 import sys
 import types
@@ -226,6 +227,10 @@ def run_inference(args):
     reader, fps = open_video(items) if kind == 'video' else (None, None)
     if reader is not None:
       stack.callback(reader.close)
+    # The first frame is decoded before the model is loaded and compiled: a bad first input fails at once.
+    frames = iter_frames(kind, items, reader)
+    first = next(frames, None)
+    frames = itertools.chain([first] if first is not None else [], frames)
     model, net_hw = _load_depth_model(args)
     outputs = _Outputs(args, out_dir, net_hw)
     if 'mp4' in args.save:
@@ -236,7 +241,7 @@ def run_inference(args):
       stack.callback(outputs.video_writer.close)  # Runs before the atomic rename.
     total = len(items) if kind == 'images' else None
     progress = stack.enter_context(tqdm(total=total, unit='frame', disable=args.quiet, file=sys.stderr))
-    for batch in _batches(iter_frames(kind, items, reader), args.batch_size):
+    for batch in _batches(frames, args.batch_size):
       rgb = np.stack([np.asarray(image_io.resize_image(f.image, net_hw), np.uint8) for f in batch])
       images = rgb.astype(np.float32) / np.float32(255.0)  # torchvision ToTensor
       if len(batch) < args.batch_size:  # Pad to the one compiled batch shape.

@@ -5,6 +5,8 @@ stdout (clu's `just_logging`).
 """
 import jax
 import numpy as np
+# clu's writers import TensorFlow: `_tf` pins it to the CPU first.
+from packnet_jax.data import _tf  # noqa: F401  pylint: disable=unused-import,g-bad-import-order
 from clu import metric_writers
 
 from packnet_jax.utils.colormap import colorize_inv_depth

@@ -19,6 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
+# clu's writers import TensorFlow: `_tf` pins it to the CPU first.
+from packnet_jax.data import _tf  # noqa: F401  pylint: disable=unused-import,g-bad-import-order
 from clu import periodic_actions
 
 from packnet_jax import config_utils
