@@ -194,6 +194,18 @@ def test_image_pyramid_matches_reference():
   noise.assert_all(check_image_pyramid(np.float32))
 
 
+def test_apply_3x3_is_a_per_pixel_matrix_product():
+  rng = np.random.RandomState(0)
+  M, v = rng.randn(2, 3, 3), rng.randn(2, 4, 5, 3)
+  with jax.enable_x64():
+    got = geo.pose.apply_3x3(jnp.asarray(M), jnp.asarray(v))
+    # A [H, W, 3] field (the pixel grid) is shared by every batch entry.
+    got_shared = geo.pose.apply_3x3(jnp.asarray(M), jnp.asarray(v[0]))
+  assert got.dtype == np.float64
+  np.testing.assert_allclose(got, np.einsum('bij,bhwj->bhwi', M, v), rtol=1e-14, atol=1e-14)
+  np.testing.assert_allclose(got_shared, np.einsum('bij,hwj->bhwi', M, v[0]), rtol=1e-14, atol=1e-14)
+
+
 def test_depth_inv_depth():
   depth = np.array([[0., -1., 1e-9, 2., 4.]], np.float32)
   np.testing.assert_allclose(geo.depth2inv(depth), [[0., 0., 1e6, 0.5, 0.25]])

@@ -11,7 +11,7 @@ Conventions (docs/reference.md §3.2):
 import jax.numpy as jnp
 
 from packnet_jax.geometry.checks import check_choice, check_shape
-from packnet_jax.geometry.pose import invert_pose, transform_points
+from packnet_jax.geometry.pose import apply_3x3, invert_pose, transform_points
 
 _MIN_Z = 1e-5  # Reference clamp on projected depth; no other masking.
 
@@ -64,11 +64,6 @@ def pixel_grid(height, width, dtype=jnp.float32):
   return jnp.stack([x, y, jnp.ones_like(x)], axis=-1)
 
 
-def _apply_3x3(M, v):
-  """M [B, 3, 3] applied to vectors v [B, H, W, 3] (or [H, W, 3], broadcast)."""
-  return jnp.sum(M[:, None, None] * v[..., None, :], axis=-1)
-
-
 def reconstruct(depth, K, Tcw=None, frame='c'):
   """Lifts a depth map [B, H, W, 1] to 3-D points [B, H, W, 3].
 
@@ -79,7 +74,7 @@ def reconstruct(depth, K, Tcw=None, frame='c'):
   b = _check_K(K)
   check_shape('depth', depth, (b, 'H', 'W', 1))
   _, h, w, _ = depth.shape
-  rays = _apply_3x3(invert_intrinsics(K).astype(depth.dtype), pixel_grid(h, w, depth.dtype))
+  rays = apply_3x3(invert_intrinsics(K).astype(depth.dtype), pixel_grid(h, w, depth.dtype))
   points = rays * depth
   if frame == 'w' and Tcw is not None:
     check_shape('Tcw', Tcw, (b, 4, 4))
@@ -101,7 +96,7 @@ def project(points, K, Tcw=None, frame='c'):
   if frame == 'w' and Tcw is not None:
     check_shape('Tcw', Tcw, (b, 4, 4))
     points = transform_points(Tcw, points)
-  pix = _apply_3x3(K.astype(points.dtype), points)
+  pix = apply_3x3(K.astype(points.dtype), points)
   z = jnp.maximum(pix[..., 2], _MIN_Z)
   x_norm = 2 * (pix[..., 0] / z) / (w - 1) - 1.
   y_norm = 2 * (pix[..., 1] / z) / (h - 1) - 1.
