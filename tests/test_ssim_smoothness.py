@@ -28,6 +28,31 @@ def test_ssim_fixture():
   noise.assert_all(check_ssim(np.float32))
 
 
+def test_ssim_hand_written_gradient_equals_autodiff_of_the_plain_formula():
+  """ssim's custom VJP (both inputs) against autodiff of the textbook formula, in float64."""
+  rng = np.random.RandomState(1)
+
+  def plain_ssim(x, y, C1=1e-4, C2=9e-4):
+    pad = ((0, 0), (1, 1), (1, 1), (0, 0))
+    x, y = jax.numpy.pad(x, pad, mode='reflect'), jax.numpy.pad(y, pad, mode='reflect')
+    pool = lambda v: jax.lax.reduce_window(v, 0., jax.lax.add, (1, 3, 3, 1), (1, 1, 1, 1), 'VALID') / 9.
+    mu_x, mu_y = pool(x), pool(y)
+    sigma_x, sigma_y, sigma_xy = pool(x * x) - mu_x ** 2, pool(y * y) - mu_y ** 2, pool(x * y) - mu_x * mu_y
+    return ((2 * mu_x * mu_y + C1) * (2 * sigma_xy + C2)) / ((mu_x ** 2 + mu_y ** 2 + C1) * (sigma_x + sigma_y + C2))
+
+  with jax.enable_x64():
+    x, y = jax.numpy.asarray(rng.rand(2, 6, 8, 3)), jax.numpy.asarray(rng.rand(2, 6, 8, 3))
+    cotangent = jax.numpy.asarray(rng.randn(2, 6, 8, 3))
+    got, vjp = jax.vjp(ssim, x, y)
+    want, want_vjp = jax.vjp(plain_ssim, x, y)
+    grads, want_grads = vjp(cotangent), want_vjp(cotangent)
+  assert got.dtype == np.float64
+  np.testing.assert_allclose(got, want, rtol=0, atol=1e-13)
+  for name, a, b in zip(('x', 'y'), grads, want_grads):
+    assert float(np.abs(b).max()) > 1e-2, name   # a gradient that could be wrong
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-10 * float(np.abs(b).max()), err_msg=name)
+
+
 def test_box_mean_and_its_hand_written_gradient_equal_a_reduce_window():
   """SSIM's 3x3 mean (separable slices, custom VJP) against lax.reduce_window, in float64."""
   import importlib  # pylint: disable=import-outside-toplevel
