@@ -7,34 +7,22 @@ import jax.numpy as jnp
 from packnet_jax.geometry.checks import check_shape
 
 
-@jax.custom_vjp
 def _avg_pool3(x):
   """3×3 mean with stride 1 and no padding on [B, H, W, C] -> [B, H-2, W-2, C].
 
   Separable shifted-slice sums rather than a 3×3 `reduce_window`: XLA fuses the slices with the
   element-wise SSIM arithmetic around them into one loop, where XLA:CPU runs a reduce-window as a
-  loop of its own over a materialised input. The backward pass is the same box mean over the
-  cotangent zero-padded by 2 (the pool's adjoint): one pad and one fused loop, instead of the
-  transposes of six slices (six padded copies).
+  loop of its own over a materialised input.
   """
   rows = x[:, :-2] + x[:, 1:-1] + x[:, 2:]
   return (rows[:, :, :-2] + rows[:, :, 1:-1] + rows[:, :, 2:]) / 9.
 
 
-def _avg_pool3_fwd(x):
-  return _avg_pool3(x), None
-
-
 def _avg_pool3_adjoint(cotangent):
-  """The 3x3 mean's adjoint: [B, h, w, C] -> [B, h+2, w+2, C]."""
+  """The 3×3 mean's adjoint, [B, h, w, C] -> [B, h+2, w+2, C]: the same mean over the cotangent
+  zero-padded by 2 (one pad and one fused loop, where autodiff transposes six slices into six
+  padded copies)."""
   return _avg_pool3(jnp.pad(cotangent, ((0, 0), (2, 2), (2, 2), (0, 0))))
-
-
-def _avg_pool3_bwd(_, cotangent):
-  return (_avg_pool3_adjoint(cotangent),)
-
-
-_avg_pool3.defvjp(_avg_pool3_fwd, _avg_pool3_bwd)
 
 
 def ssim(x, y, C1=1e-4, C2=9e-4):
