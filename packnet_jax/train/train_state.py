@@ -34,10 +34,11 @@ class TrainState(flax.struct.PyTreeNode):
 
   @classmethod
   def create(cls, *, params, batch_stats, tx, rng, step=0):
-    """A fresh state at `step` with a newly initialised optimiser."""
+    """A fresh state at `step` with a newly initialised optimiser (jitted: one program, not an
+    eager op per parameter)."""
     return cls(step=jnp.asarray(step, jnp.int32), params=params,
                batch_stats=batch_stats if batch_stats is not None else {},
-               opt_state=tx.init(params), rng=rng,
+               opt_state=jax.jit(tx.init)(params), rng=rng,
                skipped_steps=jnp.zeros((), jnp.int32), bad_streak=jnp.zeros((), jnp.int32),
                tx=tx)
 
