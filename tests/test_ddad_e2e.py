@@ -1,13 +1,20 @@
 """DDAD end to end on ONE device: synthetic DGP scene → `packnet_jax.main` → `packnet_jax.eval`.
 
-`tools/make_synthetic_ddad.py` writes a two-camera street in the DDAD layout;
-`python -m packnet_jax.main --config=configs/ddad.py` trains on it with both
-cameras (one example per frame and camera), and `python -m packnet_jax.eval`
-reports per-camera and overall rows. The CLIs run in subprocesses whose
-XLA_FLAGS lack the fake-device flag of tests/conftest.py, so they see one CPU
-device. For speed the depth net is DepthResNet18 instead of PackNet01 and XLA
-compiles without its expensive CPU optimisations; everything else is the
-DDAD config.
+`tools/make_synthetic_ddad.py` writes a two-camera street in the DDAD layout.
+The CLIs run in subprocesses whose XLA_FLAGS lack the fake-device flag of
+tests/conftest.py, so they see one CPU device; XLA compiles without its
+expensive CPU optimisations. The depth net is DepthResNet18 instead of
+PackNet01; everything else is the DDAD config.
+
+* In CI: the training stream mixes both cameras (one example per frame and
+  camera), and `python -m packnet_jax.eval --config=configs/ddad.py` reports
+  per-camera and overall rows (weights: a recipe `.ckpt`).
+* Slow (`--runslow`): `python -m packnet_jax.main --config=configs/ddad.py`
+  trains on the scene with both cameras, and eval reads its workdir. In CI the
+  DDAD train step is traced on a real DDAD batch by
+  test_every_config.py::test_config_traces_its_train_step[ddad], and the loop,
+  checkpoints and workdir evaluation are the ones test_single_device_cli.py runs
+  end to end on KITTI; this run's compile (~1 CPU-minute) is what CI saves.
 
 A dataset whose calibration lacks a requested camera stops `main` with one
 `error:` line naming the calibration file and the camera, writing nothing.
@@ -22,6 +29,7 @@ import sys
 import pytest
 
 from conftest import single_device_env
+import torch_writer
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CAMERAS = ('camera_01', 'camera_05')
@@ -68,34 +76,7 @@ def dataset(tmp_path_factory):
   return root
 
 
-def test_multi_camera_training_then_per_camera_evaluation(dataset, tmp_path):
-  workdir = tmp_path / 'work'
-  # Cameras given in reverse: the data order (and so the batches) follows the dataset, not the flag.
-  train = run_cli('packnet_jax.main', '--config=configs/ddad.py', f'--workdir={workdir}',
-                  *train_flags(dataset / 'ddad.json', cameras=CAMERAS[::-1]))
-  assert train.returncode == 0, train.stderr[-3000:]
-  assert 'on 1 device(s)' in train.stderr
-  assert (workdir / 'checkpoints' / str(MAX_STEPS)).is_dir()
-
-  # The batches those steps saw hold both cameras: same reader, same index stream as the run.
-  sys.path.insert(0, str(REPO))
-  from packnet_jax.data import config as data_config  # pylint: disable=import-outside-toplevel
-  from packnet_jax.data import pipeline  # pylint: disable=import-outside-toplevel
-  from configs import ddad as ddad_config  # pylint: disable=import-outside-toplevel
-  config = ddad_config.get_config()
-  train_cfg = dict(config.datasets.train.to_dict(), path=str(dataset / 'ddad.json'), cameras=CAMERAS[::-1])
-  reader = data_config.build_reader(train_cfg, 'train')
-  assert len(reader) == (TRAIN_FRAMES - 2) * 2
-  assert [cam for _, _, cam in reader.items[:2]] == list(CAMERAS)
-  stream = pipeline.train_index_stream(len(reader), per_device_batch=BATCH, num_devices=1,
-                                       seed=config.arch.seed, shuffle=True, process_index=0, process_count=1)
-  seen = {reader.items[next(stream)[0]][2] for _ in range(MAX_STEPS * BATCH)}
-  assert seen == set(CAMERAS)
-
-  out = tmp_path / 'metrics.json'
-  evaluation = run_cli('packnet_jax.eval', '--config=configs/ddad.py', f'--checkpoint={workdir}',
-                       '--split=validation', f'--output_json={out}', '--noprogress',
-                       *overrides(dataset / 'ddad.json'))
+def assert_per_camera_results(evaluation, out):
   assert evaluation.returncode == 0, evaluation.stderr[-3000:]
   results = json.loads(out.read_text())
   assert sorted(results['cameras']) == list(CAMERAS)
@@ -107,6 +88,48 @@ def test_multi_camera_training_then_per_camera_evaluation(dataset, tmp_path):
   # The printed table has a section per camera.
   for cam in CAMERAS:
     assert f'validation {cam}: {VAL_FRAMES} samples' in evaluation.stdout
+
+
+def test_training_stream_mixes_both_cameras(dataset):
+  """The batches of the first steps hold both cameras: same reader and index stream as `main`."""
+  from packnet_jax.data import config as data_config  # pylint: disable=import-outside-toplevel
+  from packnet_jax.data import pipeline  # pylint: disable=import-outside-toplevel
+  sys.path.insert(0, str(REPO))
+  from configs import ddad as ddad_config  # pylint: disable=import-outside-toplevel
+  config = ddad_config.get_config()
+  # Cameras given in reverse: the data order (and so the batches) follows the dataset, not the flag.
+  train_cfg = dict(config.datasets.train.to_dict(), path=str(dataset / 'ddad.json'), cameras=CAMERAS[::-1])
+  reader = data_config.build_reader(train_cfg, 'train')
+  assert len(reader) == (TRAIN_FRAMES - 2) * 2
+  assert [cam for _, _, cam in reader.items[:2]] == list(CAMERAS)
+  stream = pipeline.train_index_stream(len(reader), per_device_batch=BATCH, num_devices=1,
+                                       seed=config.arch.seed, shuffle=True, process_index=0, process_count=1)
+  seen = {reader.items[next(stream)[0]][2] for _ in range(MAX_STEPS * BATCH)}
+  assert seen == set(CAMERAS)
+
+
+def test_per_camera_evaluation(dataset, tmp_path):
+  ckpt = torch_writer.recipe_checkpoint(tmp_path / 'depth.ckpt', pose=None, fmt='zip')
+  out = tmp_path / 'metrics.json'
+  evaluation = run_cli('packnet_jax.eval', '--config=configs/ddad.py', f'--checkpoint={ckpt}',
+                       '--split=validation', f'--output_json={out}', '--noprogress',
+                       *overrides(dataset / 'ddad.json'))
+  assert_per_camera_results(evaluation, out)
+
+
+@pytest.mark.slow   # CI: the two tests above, and the step traced on DDAD data (see the module docstring)
+def test_multi_camera_training_then_per_camera_evaluation(dataset, tmp_path):
+  workdir = tmp_path / 'work'
+  train = run_cli('packnet_jax.main', '--config=configs/ddad.py', f'--workdir={workdir}',
+                  *train_flags(dataset / 'ddad.json', cameras=CAMERAS[::-1]))
+  assert train.returncode == 0, train.stderr[-3000:]
+  assert 'on 1 device(s)' in train.stderr
+  assert (workdir / 'checkpoints' / str(MAX_STEPS)).is_dir()
+  out = tmp_path / 'metrics.json'
+  evaluation = run_cli('packnet_jax.eval', '--config=configs/ddad.py', f'--checkpoint={workdir}',
+                       '--split=validation', f'--output_json={out}', '--noprogress',
+                       *overrides(dataset / 'ddad.json'))
+  assert_per_camera_results(evaluation, out)
 
 
 def test_missing_camera_calibration_is_one_error_line(dataset, tmp_path):

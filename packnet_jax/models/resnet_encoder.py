@@ -13,6 +13,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from packnet_jax.models import layers
+from packnet_jax.models.max_pool import max_pool_3x3_s2
 
 # num_layers → (block type, blocks per stage).
 RESNET_STAGES = {18: ('basic', (2, 2, 2, 2)), 34: ('basic', (3, 4, 6, 3)), 50: ('bottleneck', (3, 4, 6, 3))}
@@ -110,7 +111,7 @@ class ResNet(nn.Module):
     dt = self.dtype
     x = layers.conv(64, 7, 2, 3, use_bias=False, name='conv1', dtype=dt)(x)
     features = [nn.relu(BatchNorm(dtype=dt, name='bn1')(x, train))]
-    x = nn.max_pool(features[0], (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+    x = max_pool_3x3_s2(features[0])
     for i, (planes, num_blocks) in enumerate(zip((64, 128, 256, 512), blocks)):
       # torchvision `layerN`: blocks '0', '1', ...; the first one carries the stride.
       block = functools.partial(layers.remat(ResNetBlock, self.remat, static_argnums=(2,)), planes,
