@@ -138,18 +138,21 @@ def pytest_collection_modifyitems(config, items):
 LONGEST_FILES_FIRST = (
     'test_reliability_training.py',
     'test_single_device_cli.py',
-    'test_train_loop.py',
     'test_reliability_bad_input.py',
-    'test_train_step.py',
-    'test_train_multihost.py',
-    'test_every_config.py',
     'test_photometric_loss.py',
+    'test_train_loop.py',
+    'test_networks.py',
+    'test_layers_units.py',
+    'test_eval_runner.py',
+    'test_every_config.py',
+    'test_export.py',
+    'test_train_multihost.py',
+    'test_train_step.py',
     'test_remat.py',
+    'test_imagenet_init.py',
+    'test_recipe.py',
     'test_ddad_e2e.py',
     'test_sfm_model.py',
-    'test_networks.py',
-    'test_eval_runner.py',
-    'test_export.py',
 )
 
 

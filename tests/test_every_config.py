@@ -107,7 +107,7 @@ def test_config_traces_its_train_step(name, trees):
 # 2 cores, see the durations in the issue-11 closing notes); with --runslow all of them train here. In CI
 # every config is traced end to end by test_config_traces_its_train_step, demo.py trains as the README's
 # command (test_single_device_cli runs `main` on it with only paths, shape and schedule overridden; .ci/run
-# runs the demo itself), ddad.py trains in test_ddad_e2e, and PackNet01's step is compiled in
+# runs the demo itself), ddad.py's CLI evaluation runs in test_ddad_e2e (its training there is slow too), and PackNet01's step is compiled in
 # test_gpu_export / test_remat / test_sfm_model.
 @pytest.mark.slow
 @pytest.mark.parametrize('name', EXPERIMENTS)

@@ -67,8 +67,10 @@ def test_resume_is_bit_identical(tmp_path):
   assert manager.latest_step() == 4
 
 
+# VelSup is SelfSup plus the velocity term (test_velocity_loss.py checks its values and gradients against
+# the reference, test_every_config traces kitti_velsup's step on a synthetic batch): its real training is slow.
 @pytest.mark.parametrize('model,term', [('SemiSupModel', 'supervised_loss'),
-                                        ('VelSupModel', 'velocity_loss')])
+                                        pytest.param('VelSupModel', 'velocity_loss', marks=pytest.mark.slow)])
 def test_semisup_and_velsup_train(tmp_path, model, term, monkeypatch):
   grads = {}
   make = train.train_step_lib.make_train_step
