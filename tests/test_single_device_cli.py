@@ -31,8 +31,8 @@ SHAPE = (32, 96)
 NONFINITE_STEP = 4   # state.step whose loss is NaN: after the first run's 4 steps, inside the resumed run's
 
 
-def run(module, *args, timeout=900):
-  proc = subprocess.run([sys.executable, '-m', module, *args], cwd=ROOT, env=single_device_env(fast_compile=True),
+def run(module, *args, timeout=900, cwd=ROOT):
+  proc = subprocess.run([sys.executable, '-m', module, *args], cwd=cwd, env=single_device_env(fast_compile=True),
                         capture_output=True, text=True, timeout=timeout)
   assert proc.returncode == 0, f'{module} {args} failed:\n{proc.stderr[-3000:]}'
   return proc
@@ -71,7 +71,9 @@ def test_main_trains_on_one_device_and_writes_its_config(trained):
 def test_eval_on_the_workdir_reproduces_the_last_validation(trained, tmp_path):
   _, workdir, _ = trained
   out = tmp_path / 'metrics.json'
-  run('packnet_jax.eval', f'--checkpoint={workdir}', '--split=validation', f'--output={out}', '--noprogress')
+  # Run from another folder: the workdir is all a user points the tools at.
+  run('packnet_jax.eval', f'--checkpoint={workdir}', '--split=validation', f'--output={out}', '--noprogress',
+      cwd=tmp_path)
   logged = json.loads((workdir / 'validation.json').read_text())
   evaluated = json.loads(out.read_text())
   assert evaluated['checkpoint'].endswith('(step 4)')
@@ -85,14 +87,14 @@ def test_infer_and_export_on_the_workdir(trained, tmp_path):
   data, workdir, _ = trained
   images = data / '2011_09_26' / '2011_09_26_drive_0001_sync' / 'image_02' / 'data'
   run('packnet_jax.infer', f'--checkpoint={workdir}', f'--input={images}', f'--output={tmp_path / "depth"}',
-      '--quiet')
+      '--quiet', cwd=tmp_path)
   npz = sorted((tmp_path / 'depth').glob('*.npz'))
   assert len(npz) == len(list(images.glob('*.png')))
   with np.load(npz[0]) as f:
     assert f['inv_depth'].shape == SHAPE and np.all(f['inv_depth'] > 0)
   exported = tmp_path / 'model.stablehlo'
   run('packnet_jax.export', f'--checkpoint={workdir}', '--step=2', '--format=stablehlo',
-      f'--output={exported}')
+      f'--output={exported}', cwd=tmp_path)
   from packnet_jax import api
   from packnet_jax import export
   rgb = np.random.RandomState(0).uniform(size=(1,) + SHAPE + (3,)).astype(np.float32)
