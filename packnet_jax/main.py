@@ -19,7 +19,8 @@ from absl import logging
 import ml_collections
 from ml_collections import config_flags
 
-# Configs import each other (`from configs import default`): run from the repository root.
+# Configs import each other (`from configs import default`): `configs` is installed with the package
+# (setup.cfg); without an install, the repository root (the working directory) provides it.
 sys.path.insert(0, os.getcwd())
 
 FLAGS = flags.FLAGS
