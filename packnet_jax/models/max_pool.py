@@ -36,12 +36,12 @@ def _taps(x):
   padded = _pad_spatial(x, -jnp.inf)
   for dy in range(_WINDOW):
     for dx in range(_WINDOW):
-      yield (dy, dx), padded[:, dy:dy + _STRIDE * (ho - 1) + 1:_STRIDE, dx:dx + _STRIDE * (wo - 1) + 1:_STRIDE]
+      yield padded[:, dy:dy + _STRIDE * (ho - 1) + 1:_STRIDE, dx:dx + _STRIDE * (wo - 1) + 1:_STRIDE]
 
 
 def _max_and_winner(x):
   best, winner = None, None
-  for k, (_, tap) in enumerate(_taps(x)):
+  for k, tap in enumerate(_taps(x)):
     if best is None:
       best, winner = tap, jnp.zeros(tap.shape, jnp.int8)
       continue
