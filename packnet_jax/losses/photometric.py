@@ -125,6 +125,23 @@ def _interleave(a, b, n):
   return pair.reshape((-1,) + a.shape[1:])
 
 
+def _unwarped_maps(ref_images, images, inv_depths, num_ctx, map_options):
+  """Per scale, the automask maps (unwarped contexts vs target), [num_ctx·B, h, w, c].
+
+  They depend on the images only, not on the networks, so they are kept out
+  of the differentiated stack, and scales of equal size share one map (with
+  upsampled depth maps every scale is full resolution: one map, not four).
+  Each map is the same per-pixel arithmetic as in a stack with the warped
+  views, so the values are unchanged.
+  """
+  by_size = {}
+  for ref_scaled, image in zip(match_scales(ref_images, inv_depths), images):
+    size = ref_scaled.shape[1:3]
+    if size not in by_size:
+      by_size[size] = calc_photometric_maps([ref_scaled], [_repeat(image, num_ctx)], **map_options)[0]
+  return [by_size[inv.shape[1:3]] for inv in inv_depths]
+
+
 def _check_inputs(image, contexts, inv_depths, K, ref_K, poses, num_scales):
   b = check_shape('image', image, ('B', 'H', 'W', 3))['B']
   for j, ctx in enumerate(contexts):
@@ -178,14 +195,12 @@ def multiview_photometric_loss(image, contexts, inv_depths, K, ref_K, poses, *, 
   ref_images = jnp.concatenate(contexts, axis=0)
   estimates = warp_ref_image([_repeat(inv, num_ctx) for inv in inv_depths], ref_images, _repeat(K, num_ctx),
                              _repeat(ref_K, num_ctx), jnp.concatenate(poses, axis=0), padding_mode)
+  map_options = dict(ssim_loss_weight=ssim_loss_weight, C1=C1, C2=C2, clip_loss=clip_loss, groups=num_ctx)
+  maps = calc_photometric_maps(estimates, [_repeat(im, num_ctx) for im in images], **map_options)
   if automask_loss:
     # Per context: warped view, then the unwarped context (automask term), the reference's order.
-    unwarped = match_scales(ref_images, inv_depths)
-    estimates = [_interleave(w, u, num_ctx) for w, u in zip(estimates, unwarped)]
-  num_views = estimates[0].shape[0] // batch_size
-  maps = calc_photometric_maps(estimates, [_repeat(im, num_views) for im in images],
-                               ssim_loss_weight=ssim_loss_weight, C1=C1, C2=C2, clip_loss=clip_loss,
-                               groups=num_views)
+    unwarped = _unwarped_maps(ref_images, images, inv_depths, num_ctx, map_options)
+    maps = [_interleave(w, u, num_ctx) for w, u in zip(maps, unwarped)]
   loss = reduce_photometric_maps(maps, batch_size, photometric_reduce_op)
   smooth = jnp.zeros((), loss.dtype)
   if smooth_loss_weight > 0.0:
