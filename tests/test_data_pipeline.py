@@ -6,6 +6,7 @@ import pytest
 from conftest import FIXTURES
 import packnet_jax.data as data
 from packnet_jax.data import pipeline
+from packnet_jax.train import train_step
 
 CFG = {
     'dataset': ['KITTI'], 'path': [str(FIXTURES / 'kitti_synth')], 'split': ['split.txt'],
@@ -26,20 +27,26 @@ def test_batches_are_pmap_shaped_and_deterministic():
   b = data.make_train_iterator(CFG, batch_size=1, seed=7, process_index=0, process_count=1)
   b = _take(b, 4)
   batch = a[0]
-  assert batch['rgb'].shape == (2, 1, 30, 96, 3)
-  assert batch['rgb_context'].shape == (2, 1, 2, 30, 96, 3)
+  assert batch['rgb_original'].shape == (2, 1, 30, 96, 3)
+  assert batch['rgb_context_original'].shape == (2, 1, 2, 30, 96, 3)
   assert batch['intrinsics'].shape == (2, 1, 3, 3) and batch['pose_context'].shape == (2, 1, 2, 4, 4)
   assert batch['depth'].shape == (2, 1, 30, 96, 1)
   for x, y in zip(a, b):
     for k in x:
       np.testing.assert_array_equal(x[k], y[k])
-  # Jitter changes rgb but never the originals; originals equal the un-jittered reference resize.
-  assert not np.array_equal(batch['rgb'], batch['rgb_original'])
+  # With jitter the host ships the originals (the un-jittered reference resize) and the jitter
+  # parameters; the train step makes rgb from them, and it differs from the originals.
+  assert 'rgb' not in batch and 'rgb_context' not in batch
+  assert batch['jitter_order'].shape == (2, 1, 4) and batch['jitter_order'].dtype == np.int32
+  assert batch['jitter_factors'].shape == (2, 1, 3) and batch['jitter_hue_shift'].shape == (2, 1)
   plain = data.build_source(dict(CFG, jittering=()), 'train')(int(batch['idx'][0, 0]))
   np.testing.assert_array_equal(batch['rgb_original'][0, 0], plain['rgb'])
+  jittered = jax.pmap(train_step.apply_colour_jitter)(train_step.model_inputs(batch))
+  assert jittered['rgb'].shape == (2, 1, 30, 96, 3) and jittered['rgb_context'].shape == (2, 1, 2, 30, 96, 3)
+  assert not np.array_equal(np.asarray(jittered['rgb']), batch['rgb_original'])
   # A different seed gives a different order or jitter.
   c = _take(data.make_train_iterator(CFG, batch_size=1, seed=8, process_index=0, process_count=1), 4)
-  assert any(not np.array_equal(x['rgb'], y['rgb']) for x, y in zip(a, c))
+  assert any(not np.array_equal(x[k], y[k]) for x, y in zip(a, c) for k in ('idx', 'jitter_factors'))
 
 
 def test_resume_from_step_is_exact():
@@ -48,7 +55,8 @@ def test_resume_from_step_is_exact():
   assert resumed.steps_per_epoch == 2  # start_step 3 is inside epoch 1
   for x, y in zip(full[3:], _take(resumed, 2)):
     np.testing.assert_array_equal(x['idx'], y['idx'])
-    np.testing.assert_array_equal(x['rgb'], y['rgb'])
+    np.testing.assert_array_equal(x['rgb_original'], y['rgb_original'])
+    np.testing.assert_array_equal(x['jitter_factors'], y['jitter_factors'])
 
 
 def test_train_shards_are_disjoint_per_epoch():

@@ -77,8 +77,14 @@ def test_selfsup_train_step_exports_for_cuda():
   tx, _ = optim.optimizer_from_config(config.optim, steps_per_epoch=10)
   state = jax.eval_shape(lambda v: train_state.TrainState.create(
       params=v['params'], batch_stats=v.get('batch_stats', {}), tx=tx, rng=jax.random.PRNGKey(0)), variables)
-  batch = {'rgb': rgb, 'rgb_original': rgb, 'rgb_context': ctx, 'rgb_context_original': ctx,
-           'intrinsics': jax.ShapeDtypeStruct((b, 3, 3), jnp.float32)}
+  # A jittered training batch: originals + jitter parameters, so the CUDA program includes the colour
+  # jitter (integer ops, a lax.map over samples, a switch per op stage).
+  batch = {'rgb_original': rgb, 'rgb_context_original': ctx,
+           'intrinsics': jax.ShapeDtypeStruct((b, 3, 3), jnp.float32),
+           'jitter_factors': jax.ShapeDtypeStruct((b, 3), jnp.float32),
+           'jitter_hue_shift': jax.ShapeDtypeStruct((b,), jnp.int32),
+           'jitter_order': jax.ShapeDtypeStruct((b, 4), jnp.int32),
+           'jitter_gains': jax.ShapeDtypeStruct((b, 3), jnp.float32)}
   step = train_step.make_train_step(model, model_init.loss_options(config),
                                     flip_lr_prob=config.model.loss.flip_lr_prob)
   leaves, treedef = jax.tree_util.tree_flatten(_specs(state))
@@ -89,3 +95,5 @@ def test_selfsup_train_step_exports_for_cuda():
   text = _cuda_module_text(flat_step, leaves, batch, jax.ShapeDtypeStruct((2,), jnp.uint32))
   assert _custom_calls(text) == []
   assert 'stablehlo.optimization_barrier' in text  # remat survives into the GPU program
+  assert 'stablehlo.case' in text and 'stablehlo.while' in text  # the jitter's per-sample op order
+  assert 'stablehlo.bitcast_convert' in text  # its exact float32 products

@@ -4,7 +4,9 @@
 (index, epoch) it loads the raw sample, applies the reference transforms and
 returns a flat dict of numpy arrays with fixed keys. The colour-jitter RNG is
 `numpy.random.default_rng([seed, epoch, index])`, so a sample's augmentation
-does not depend on worker order, sharding or resume position.
+does not depend on worker order, sharding or resume position. A jittered
+train sample holds the un-jittered originals and the jitter parameters; the
+train step applies them (`packnet_jax.data.jitter`).
 """
 import numpy as np
 

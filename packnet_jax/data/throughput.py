@@ -1,7 +1,9 @@
 """Training-pipeline throughput in samples per second and per CPU core.
 
 `benchmark_pipeline(dataset_config)` runs the real training iterator (the
-same reader, transforms, jitter and tf.data graph as training) and reports:
+same reader, transforms, jitter parameter draws and tf.data graph as
+training; the jitter itself runs in the train step, on the device) and
+reports:
 
   samples_per_s        wall-clock rate of this process;
   samples_per_cpu_s    samples per CPU-second the process consumed (all its

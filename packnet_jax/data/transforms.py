@@ -4,7 +4,9 @@ A raw sample holds PIL images (`rgb`, `rgb_context`) and numpy arrays
 (`intrinsics` [3,3] float64, `depth` [H,W,1], poses). `train_transform` /
 `eval_transform` return the final sample: float32 NHWC arrays, contexts
 stacked to [N,H,W,3], intrinsics float32 (images optionally left uint8 for
-the tf.data pipeline, which divides by 255 after batching).
+the tf.data pipeline, which divides by 255 after batching). Colour jitter is
+not applied here: a jittered train sample carries its parameters instead
+(see `train_transform`).
 """
 import numpy as np
 
@@ -155,10 +157,14 @@ def _finalize(sample, uint8_images=False):
 
 
 def train_transform(sample, image_shape=(), jittering=(), crop_train_borders=(), rng=None, uint8_images=False):
-  """Reference train transform: crop → resize → keep originals → jitter.
+  """Reference train transform: crop → resize → keep originals → jitter parameters.
 
   PIL operations return new images, so the originals are the un-jittered
-  images themselves (no copy).
+  images themselves (no copy). With `jittering`, the sample carries the
+  originals and the jitter parameters (`jitter.PARAM_KEYS`, drawn from `rng`)
+  but no `rgb` / `rgb_context`: the train step jitters the originals on the
+  device (`jitter.apply_jitter`, PIL's exact numbers), so only half the image
+  bytes leave the host.
   """
   if crop_train_borders:
     sample = crop_sample(sample, parse_crop_borders(crop_train_borders, image_io.dims(sample['rgb'])))
@@ -170,7 +176,9 @@ def train_transform(sample, image_shape=(), jittering=(), crop_train_borders=(),
   if jittering:
     if rng is None:
       raise ValueError('rng: colour jitter needs a numpy Generator (seeded per example)')
-    sample = jitter_lib.colorjitter_sample(sample, jittering, rng)
+    sample.update(jitter_lib.jitter_arrays(*jitter_lib.sample_jitter_params(jittering, rng)))
+    del sample['rgb']
+    sample.pop('rgb_context', None)
   return _finalize(sample, uint8_images)
 
 

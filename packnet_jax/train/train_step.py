@@ -2,6 +2,10 @@
 
 `make_train_step(...)` returns `train_step(state, batch, rng) -> (state, metrics)`:
 
+0. A batch that carries colour-jitter parameters (`jitter.PARAM_KEYS`: a
+   jittered training batch) gets `rgb` / `rgb_context` here, as the jitter of
+   `rgb_original` / `rgb_context_original` (`jitter.apply_jitter`: PIL's
+   uint8 numbers, per sample).
 1. One flip draw per batch (probability `flip_lr_prob`) from `rng`; the same
    `rng` is given to every device, so a pmapped global batch flips as a whole,
    as the reference does with one Python `random` draw per batch.
@@ -24,17 +28,40 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from packnet_jax.data import jitter
 from packnet_jax.models import sfm_model
 from packnet_jax.train.device_layout import AXIS_NAME
 # Batch entries the step reads (strings such as file names stay on the host).
 INPUT_KEYS = ('rgb', 'rgb_context', 'rgb_original', 'rgb_context_original', 'intrinsics',
-              'depth', 'pose_context')
+              'depth', 'pose_context') + jitter.PARAM_KEYS
+# Integer entries stay integers; every other entry is float32.
+_INT_KEYS = ('jitter_hue_shift', 'jitter_order')
 
 
 def model_inputs(batch):
-  """The float32 arrays of a data batch that the train step uses."""
-  return {k: np.asarray(batch[k], np.float32)
+  """The arrays of a data batch that the train step uses (float32; the jitter's op ids and shift int32)."""
+  return {k: np.asarray(batch[k], np.int32 if k in _INT_KEYS else np.float32)
           for k in INPUT_KEYS if k in batch}
+
+
+def apply_colour_jitter(batch):
+  """`rgb` / `rgb_context` = the colour jitter of the originals, if the batch carries its parameters.
+
+  batch: [B, ...] entries (one device's batch). The originals are float32
+  k/255; the jitter works on the levels k, and its uint8 output becomes
+  float32 k/255 again, the numbers the host pipeline used to ship.
+  """
+  if jitter.PARAM_KEYS[0] not in batch:
+    return batch
+  frames = batch['rgb_original'][:, None]
+  if 'rgb_context_original' in batch:
+    frames = jnp.concatenate([frames, batch['rgb_context_original']], axis=1)
+  params = {k: batch[k] for k in jitter.PARAM_KEYS}
+  out = jitter.to_unit(jitter.apply_jitter_batch(jitter.to_levels(frames), params))
+  batch = dict(batch, rgb=out[:, 0])
+  if 'rgb_context_original' in batch:
+    batch['rgb_context'] = out[:, 1:]
+  return batch
 
 
 def _all_finite(tree):
@@ -74,6 +101,7 @@ def make_train_step(model, loss_options, *, flip_lr_prob=0.5, axis_name=None,
   progress_fn = progress_fn or (lambda step: 0.0)
 
   def train_step(state, batch, rng):
+    batch = apply_colour_jitter(batch)
     flip_rng, dropout_rng = jax.random.split(rng)
     flip = jax.random.uniform(flip_rng) < flip_lr_prob
     if axis_name is not None:
