@@ -15,7 +15,7 @@ turned into float64, so BatchNorm statistics and heads are float64 too). One lin
 A line is flagged TIGHT if margin < 4 (the tolerance is within 4x of our own float32 noise: another
 CPU or XLA version can fail it) and FAIL if used > 1. `--both_xla` runs the measurement in two
 subprocesses side by side, with the default XLA:CPU flags and with
-`--xla_cpu_experimental_xnn_fusion_type=LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION`, and prints the
+the project's CPU defaults (`packnet_jax/utils/xla_flags.py`), and prints the
 worst of the two per comparison. The whole run takes about 10 minutes of CPU time (the float64
 networks dominate); `--only test_geometry` and the like measure a part.
 """
@@ -30,12 +30,14 @@ import sys
 import types
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from packnet_jax.utils import xla_flags  # pylint: disable=wrong-import-position
+
 TESTS = REPO / 'tests'
 BASE_XLA_FLAGS = '--xla_force_host_platform_device_count=2'
 XLA_VARIANTS = {
     'default': BASE_XLA_FLAGS,
-    'xnn_individual_conv': BASE_XLA_FLAGS +
-                           ' --xla_cpu_experimental_xnn_fusion_type=LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION',
+    'cpu_defaults': ' '.join((BASE_XLA_FLAGS,) + xla_flags.CPU_DEFAULTS),
 }
 # Test modules that register parity checks.
 PARITY_MODULES = ('test_geometry', 'test_photometric_loss', 'test_ssim_smoothness', 'test_supervised_loss',

@@ -1,7 +1,8 @@
 """Fastest measured XLA:CPU options, applied unless the user chose XLA_FLAGS.
 
 XLA:CPU can hand each convolution to a library (XNNPACK or oneDNN) instead of
-choosing per convolution itself. On this project's networks XNNPACK for every
+choosing per convolution itself, and hands some reductions and matrix products to
+YNNPACK by default. On this project's networks XNNPACK for every
 convolution was the fastest or within run-to-run noise of the fastest in every
 comparison (forward passes and train steps; figures in the issue-12 closing
 notes, measured with tools/benchmark.py, options alternated run by run). The
@@ -16,8 +17,15 @@ import logging
 import os
 
 ENV_VAR = 'XLA_FLAGS'
-# Every convolution as one XNNPACK call (the rest stays XLA-generated code).
-CPU_DEFAULTS = ('--xla_cpu_experimental_xnn_fusion_type=LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION',)
+CPU_DEFAULTS = (
+    # Every convolution as one XNNPACK call (the rest stays XLA-generated code).
+    '--xla_cpu_experimental_xnn_fusion_type=LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION',
+    # Reductions stay XLA-generated: YNNPACK's (on by default) took 5.5 ms to sum the 3 colour
+    # channels of [8, 192, 640, 3] where XLA's loop takes 0.8 ms; in the SelfSup train step
+    # (DepthResNet18 + PoseNet, batch 2, 192x640) the photometric loss's channel means ran
+    # 10 ms each, and the step went from 1.40 to 1.10 s.
+    '--xla_cpu_experimental_ynn_fusion_type=-LIBRARY_FUSION_TYPE_REDUCE',
+)
 
 
 def _backend_started():
