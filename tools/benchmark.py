@@ -6,6 +6,7 @@
       [--set model.remat=full]
   python tools/benchmark.py train_step --config configs/kitti_resnet18.py --batch 2 --torch_reference
   python tools/benchmark.py data [--path KITTI_ROOT --split splits/train.txt] --shape 96,320
+  python tools/benchmark.py data --source_shape 375,1242 --shape 192,640 --depth_type velodyne [--records]
   python tools/benchmark.py scaling --network DepthResNet18 --shape 192,640 --batch 1
 
 Every measurement prints one JSON line with the device kind and library
@@ -450,8 +451,11 @@ def cmd_train_step(args):
 
 
 def cmd_data(args):
+  """Host pipeline samples/s (per CPU core), and the device cost of the colour jitter it leaves to the step."""
   from packnet_jax.data import benchmark_pipeline  # pylint: disable=import-outside-toplevel
   shape = parse_shape(args.shape)
+  source_shape = parse_shape(args.source_shape) if args.source_shape else shape
+  jittering = tuple(float(v) for v in args.jittering.split(',') if v.strip())
   with tempfile.TemporaryDirectory() as tmp:
     path, split = args.path, args.split
     if not path:
@@ -459,13 +463,43 @@ def cmd_data(args):
       import make_synthetic_kitti  # pylint: disable=import-outside-toplevel
       path, split = os.path.join(tmp, 'kitti'), 'splits/train.txt'
       with contextlib.redirect_stdout(sys.stderr):
-        make_synthetic_kitti.generate(path, frames=args.frames, height=shape[0], width=shape[1])
+        make_synthetic_kitti.generate(path, frames=args.frames, height=source_shape[0], width=source_shape[1])
     config = {'dataset': 'KITTI', 'path': path, 'split': split, 'back_context': 1, 'forward_context': 1,
-              'image_shape': shape, 'jittering': (0.2, 0.2, 0.2, 0.05)}
+              'depth_type': args.depth_type, 'image_shape': shape, 'jittering': jittering}
+    if args.records:  # records at training resolution: crop + resize done once, when written
+      from packnet_jax.data import tfds_builders  # pylint: disable=import-outside-toplevel
+      with contextlib.redirect_stdout(sys.stderr):
+        builder = tfds_builders.prepare('KITTI', path, os.path.join(tmp, 'tfds'), config='synthetic',
+                                        splits={'train': split}, depth_type=args.depth_type,
+                                        with_pose=False, image_shape=shape, name=f'bench_{shape[0]}x{shape[1]}')
+      config.update(tfds_data_dir=os.path.join(tmp, 'tfds'), tfds_config=builder.builder_config.name)
     result = benchmark_pipeline(config, batch_size=args.batch, num_devices=1, num_batches=args.batches,
                                 warmup=args.warmup)
+    if jittering and args.device_iters:
+      result.update(device_jitter_cost(config, args.batch, args.device_iters))
   return [emit({'benchmark': 'data', 'dataset': 'KITTI' if args.path else 'synthetic KITTI',
-                'shape': list(shape), 'batch': args.batch, **result})]
+                'records': bool(args.records), 'source_shape': list(source_shape), 'shape': list(shape),
+                'jittering': list(jittering), 'batch': args.batch, **result})]
+
+
+def device_jitter_cost(config, batch, iters):
+  """Median time of the train step's colour jitter (jitted) on one pipeline batch, first device."""
+  from packnet_jax.data import config as data_config  # pylint: disable=import-outside-toplevel
+  from packnet_jax.train import train_step  # pylint: disable=import-outside-toplevel
+  it = data_config.make_train_iterator(config, batch_size=batch, num_devices=1, process_index=0, process_count=1)
+  inputs = {k: jnp.asarray(v[0]) for k, v in train_step.model_inputs(next(it)).items()}
+  del it
+  jitter = jax.jit(train_step.apply_colour_jitter)
+  start = time.perf_counter()
+  jax.block_until_ready(jitter(inputs))
+  compile_s = time.perf_counter() - start
+  times = []
+  for _ in range(iters):
+    start = time.perf_counter()
+    jax.block_until_ready(jitter(inputs))
+    times.append(time.perf_counter() - start)
+  return {'device_jitter_ms': 1e3 * statistics.median(times), 'device_jitter_first_call_s': compile_s,
+          'device_jitter_iters': iters, 'device_jitter_frames': batch * (1 + inputs['rgb_context_original'].shape[1])}
 
 
 # ----------------------------------------------------------------------------
@@ -536,10 +570,18 @@ def main(argv=None):
   p.set_defaults(warmup=2)  # torch's first steps allocate and build kernels
   torch_flags(p)
   timing(p)
-  p = sub.add_parser('data', help='training input pipeline throughput')
+  p = sub.add_parser('data', help='training input pipeline throughput (+ the device cost of its colour jitter)')
   p.add_argument('--path', default=None, help='KITTI raw root (default: a synthetic scene in a temp dir)')
   p.add_argument('--split', default='splits/train.txt')
-  p.add_argument('--shape', default='96,320')
+  p.add_argument('--shape', default='96,320', help='H,W: training resolution')
+  p.add_argument('--source_shape', default=None,
+                 help='H,W of the synthetic frames (default: --shape); e.g. 375,1242 to resize like KITTI')
+  p.add_argument('--records', action='store_true',
+                 help='read records prepared at --shape (tfds_builders.prepare, in the temp dir) instead of PNGs')
+  p.add_argument('--depth_type', default='', help="depth loaded with each sample ('' = none, e.g. velodyne)")
+  p.add_argument('--jittering', default='0.2,0.2,0.2,0.05', help="colour jitter values ('' = off)")
+  p.add_argument('--device_iters', type=int, default=10,
+                 help="timed calls of the train step's colour jitter on one batch (0 = skip)")
   p.add_argument('--batch', type=int, default=4)
   p.add_argument('--batches', type=int, default=10)
   p.add_argument('--frames', type=int, default=24, help='synthetic scene length')
