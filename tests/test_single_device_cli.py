@@ -44,7 +44,10 @@ def train_args(data, workdir, max_steps):
           '--config.datasets.train.batch_size=2', '--config.datasets.validation.batch_size=2',
           f'--config.arch.max_steps={max_steps}', '--config.eval.every_steps=2',
           '--config.checkpoint.every_steps=2', '--config.logging.log_every_steps=3',
-          '--config.logging.image_every_steps=2', f'--config.train.inject_nonfinite_steps=({NONFINITE_STEP},)']
+          '--config.logging.image_every_steps=2', f'--config.train.inject_nonfinite_steps=({NONFINITE_STEP},)',
+          # The reference's colour jitter (the demo has none): jittered batches reach the step
+          # as originals + parameters, and the training-image log must cope with that.
+          '--config.datasets.augmentation.jittering=(0.2,0.2,0.2,0.05)']
 
 
 @pytest.fixture(scope='module')
@@ -65,6 +68,7 @@ def test_main_trains_on_one_device_and_writes_its_config(trained):
   assert sorted(p.name for p in (workdir / 'checkpoints').iterdir() if p.name.isdigit()) == ['2', '4']
   config = json.loads((workdir / 'config.json').read_text())
   assert config['datasets']['augmentation']['image_shape'] == list(SHAPE)
+  assert config['datasets']['augmentation']['jittering'] == [0.2, 0.2, 0.2, 0.05]
   assert json.loads((workdir / 'validation.json').read_text())['step'] == 4
 
 

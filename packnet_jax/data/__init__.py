@@ -13,7 +13,9 @@ Readers: kitti.KITTIReader, ddad.DDADReader, folder.ImageFolderReader,
 folder.VideoReader; TFDS builders in tfds_builders (imported lazily).
 Sample dict: rgb [H,W,3] f32 [0,1], rgb_original, rgb_context [N,H,W,3],
 rgb_context_original, intrinsics [3,3] f32, depth [H,W,1] (0 invalid), pose,
-pose_context [N,4,4], idx, filename.
+pose_context [N,4,4], idx, filename. A colour-jittered training sample has no
+rgb / rgb_context: it carries the originals and the jitter parameters
+(`jitter.PARAM_KEYS`), and the train step jitters them on the device.
 """
 import importlib
 

@@ -1,7 +1,7 @@
 """Keeps freed image buffers for reuse instead of returning them to the OS.
 
 Every sample allocates and frees the same few megabytes (decoded frames,
-resized and jittered copies, uint8 arrays, tf.data batches). By default both
+resized copies, uint8 arrays, tf.data batches). By default both
 Pillow (no block cache) and glibc (buffers above a few hundred kB are
 mmap'ed and unmapped on free) hand that memory back to the kernel, so the
 next sample page-faults it in again, zeroed: on a 192x640 training sample
@@ -16,7 +16,7 @@ import logging
 import sys
 
 # Freed Pillow blocks kept for reuse (a 1242x375 RGB frame is one ~1.9 MB
-# block; a sample with contexts and jitter keeps a few dozen alive).
+# block; a sample with contexts keeps a few dozen alive).
 PILLOW_BLOCKS = 128
 # glibc mallopt parameters (malloc.h): allocations below MMAP_THRESHOLD come
 # from the heap, and up to TRIM_THRESHOLD of free heap top is kept.

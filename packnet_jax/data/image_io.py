@@ -1,8 +1,9 @@
 """Image loading with one-line errors, and the reference's LANCZOS resize.
 
 Images stay PIL objects until the very end of a transform, because the
-reference resizes (LANCZOS) and colour-jitters on PIL uint8 images; doing the
-same ops on the same objects is what makes the outputs bit-exact.
+reference resizes (LANCZOS) on PIL uint8 images; doing the same op on the same
+objects is what makes the outputs bit-exact. (Its colour jitter, also PIL
+uint8 arithmetic, is reproduced exactly on the device: `jitter`.)
 """
 import os
 

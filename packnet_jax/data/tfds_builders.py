@@ -6,8 +6,8 @@ so `tfds.builder('kitti_raw/synthetic', data_dir=...)` also works once this
 module is imported) converts the raw tree read by one of our readers into
 records: each example holds the *untransformed* sample (PNG-encoded
 frames, float64 intrinsics, native-size depth, poses), so the reference
-transforms (LANCZOS, jitter) still run at training time and give the same
-numbers as reading the raw tree. Records default to TFDS's `array_record`
+transforms (LANCZOS, the jitter parameter draws) still run at training time
+and give the same numbers as reading the raw tree. Records default to TFDS's `array_record`
 format because training needs random access (`as_data_source`) for seeded
 shuffling, per-host sharding and exact resume; `--file_format=tfrecord` also
 builds but can then only be streamed with `as_dataset`.

@@ -151,8 +151,12 @@ def run_validation(config, model, host_state, writer, step, workdir):
 
 
 def _log_depth_images(model, host_state, batch, writer, step):
-  """Inverse depth of the current training batch next to its images (TensorBoard)."""
-  rgb = unshard(batch['rgb'])
+  """Inverse depth of the current training batch next to its images (TensorBoard).
+
+  A colour-jittered batch carries only the originals (the step jitters them on
+  the device), so its un-jittered images are shown.
+  """
+  rgb = unshard(batch['rgb'] if 'rgb' in batch else batch['rgb_original'])
   inv = _predict_inv_depth(model.depth_net, depth_variables(host_state.params, host_state.batch_stats),
                            jnp.asarray(rgb, jnp.float32))
   train_logging.write_depth_images(writer, step, rgb, np.asarray(inv), name='train/depth')
