@@ -108,3 +108,14 @@ def test_data_pipeline_on_synthetic_kitti():
                            '--warmup', '1'])
   assert rec['benchmark'] == 'data' and rec['dataset'] == 'synthetic KITTI'
   assert rec['images'] == 4 and rec['images_per_s'] > 0
+
+
+def test_data_pipeline_on_prepared_records_with_device_jitter():
+  """Records prepared at the training size from larger frames, depth loaded, and the step's jitter timed."""
+  (rec,) = benchmark.main(['data', '--shape', '32,96', '--source_shape', '60,200', '--frames', '10', '--batch', '2',
+                           '--batches', '2', '--warmup', '1', '--records', '--depth_type', 'velodyne',
+                           '--device_iters', '2'])
+  assert rec['records'] is True and rec['source_shape'] == [60, 200] and rec['shape'] == [32, 96]
+  assert rec['jittering'] == [0.2, 0.2, 0.2, 0.05]
+  assert rec['images'] == 4 and rec['samples_per_cpu_s'] > 0
+  assert rec['device_jitter_ms'] > 0
