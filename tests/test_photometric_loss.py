@@ -202,3 +202,27 @@ def test_identity_pose_gives_only_smoothness():
   loss, metrics = loss_fn(image, [image, image], [inv_depth], K, K, [eye, eye])
   assert float(metrics['smoothness_loss']) > 0.01
   np.testing.assert_allclose(loss, metrics['smoothness_loss'], rtol=0, atol=1e-6)
+
+
+def test_min_over_views_matches_torch_min_rule():
+  """Running minimum = stacked argmin + take: first minimum on ties, NaN wins, gradient to the winner."""
+  from packnet_jax.losses.photometric import _min_first, reduce_photometric_maps
+  rng = np.random.default_rng(0)
+  cands = rng.integers(0, 3, size=(5, 2, 4, 6)).astype(np.float32)  # many ties
+  cands[2, 0, 1, 1] = np.nan
+  cands[4, 1, 2, 3] = np.nan
+  cands[0, 1, 2, 3] = np.nan  # first NaN wins over a later one
+  stacked = np.moveaxis(cands, 0, -1)
+  index = np.argmin(stacked, axis=-1)  # numpy: first minimum, NaN counts as the minimum
+  expect = np.take_along_axis(stacked, index[..., None], -1)[..., 0]
+  got = np.asarray(_min_first([jnp.asarray(c) for c in cands]))
+  np.testing.assert_array_equal(got, expect)
+  weights = rng.random(cands.shape[1:]).astype(np.float32)
+  grads = jax.grad(lambda cs: jnp.sum(jnp.nan_to_num(_min_first(list(cs))) * weights))(jnp.asarray(cands))
+  winner = np.arange(5)[:, None, None, None] == index[None]
+  np.testing.assert_array_equal(np.asarray(grads), np.where(winner & ~np.isnan(expect)[None], weights[None], 0))
+  # Views with 3 channels: the minimum runs over the views' channels, as over their concatenation.
+  views = [jnp.asarray(rng.random((2, 4, 6, 3)).astype(np.float32)) for _ in range(3)]
+  concat = np.concatenate([np.asarray(v) for v in views], -1)
+  np.testing.assert_allclose(float(reduce_photometric_maps([views], 'min')), concat.min(-1).mean(), rtol=1e-6)
+  np.testing.assert_allclose(float(reduce_photometric_maps([views], 'mean')), concat.mean(), rtol=1e-6)

@@ -84,45 +84,45 @@ def calc_photometric_maps(estimates, images, ssim_loss_weight=0.85, C1=1e-4, C2=
   return maps
 
 
-def _min_first(x):
-  """Minimum over the last axis; the gradient goes to the first minimum (as torch.min)."""
-  idx = jnp.argmin(x, axis=-1)[..., None]
-  return jnp.take_along_axis(x, idx, axis=-1)
+def _min_first(candidates):
+  """Element-wise minimum of equal-shape arrays, as torch.min over them stacked.
+
+  The first minimum wins ties and a NaN wins over numbers (the value torch.min
+  returns, and where its gradient goes): a running minimum of comparisons and
+  selects, which XLA fuses into one loop, instead of stacking the candidates and
+  gathering at their argmin.
+  """
+  best = candidates[0]
+  for candidate in candidates[1:]:
+    take = ~jnp.isnan(best) & (jnp.isnan(candidate) | (candidate < best))
+    best = jnp.where(take, candidate, best)
+  return best
 
 
-def reduce_photometric_maps(maps, batch_size, reduce_op='min'):
+def reduce_photometric_maps(views, reduce_op='min'):
   """Average over scales of each scale's reduced maps.
 
   Args:
-    maps: per scale, the maps of all views stacked along the batch axis,
-      [V·B, h, w, c], view-major in the reference order (ctx0 warped,
-      [ctx0 unwarped], ctx1 warped, ...).
-    batch_size: B.
+    views: per scale, the list of the views' maps [B, h, w, c] in the
+      reference order (ctx0 warped, [ctx0 unwarped], ctx1 warped, ...).
     reduce_op: 'min': the views' maps concatenated along channels, per-pixel
       minimum (first minimum on ties), mean of that; 'mean': average of the
       maps' means (= mean of the stack, the maps have equal size).
   """
   check_choice('photometric_reduce_op', reduce_op, ('min', 'mean'))
   per_scale = []
-  for photo in maps:
+  for maps in views:
     if reduce_op == 'min':
-      views = photo.reshape((-1, batch_size) + photo.shape[1:])  # [V, B, h, w, c]
-      channels = jnp.moveaxis(views, 0, -2).reshape((batch_size,) + photo.shape[1:3] + (-1,))
+      channels = [m[..., k] for m in maps for k in range(m.shape[-1])]  # view-major, as the concatenation
       per_scale.append(jnp.mean(_min_first(channels)))
     else:
-      per_scale.append(jnp.mean(photo))
+      per_scale.append(jnp.mean(jnp.concatenate(maps, axis=0)))
   return sum(per_scale) / len(per_scale)
 
 
 def _repeat(x, n):
   """n copies of x stacked along the batch axis."""
   return jnp.concatenate([x] * n, axis=0)
-
-
-def _interleave(a, b, n):
-  """a, b [n·B, ...] (n groups each) -> [a_0, b_0, a_1, b_1, ...] [2n·B, ...]."""
-  pair = jnp.stack([a.reshape((n, -1) + a.shape[1:]), b.reshape((n, -1) + b.shape[1:])], axis=1)
-  return pair.reshape((-1,) + a.shape[1:])
 
 
 def _unwarped_maps(ref_images, images, inv_depths, num_ctx, map_options):
@@ -197,11 +197,12 @@ def multiview_photometric_loss(image, contexts, inv_depths, K, ref_K, poses, *, 
                              _repeat(ref_K, num_ctx), jnp.concatenate(poses, axis=0), padding_mode)
   map_options = dict(ssim_loss_weight=ssim_loss_weight, C1=C1, C2=C2, clip_loss=clip_loss, groups=num_ctx)
   maps = calc_photometric_maps(estimates, [_repeat(im, num_ctx) for im in images], **map_options)
-  if automask_loss:
-    # Per context: warped view, then the unwarped context (automask term), the reference's order.
-    unwarped = _unwarped_maps(ref_images, images, inv_depths, num_ctx, map_options)
-    maps = [_interleave(w, u, num_ctx) for w, u in zip(maps, unwarped)]
-  loss = reduce_photometric_maps(maps, batch_size, photometric_reduce_op)
+  stacks = [maps]
+  if automask_loss:  # Per context: warped view, then the unwarped context, the reference's order.
+    stacks.append(_unwarped_maps(ref_images, images, inv_depths, num_ctx, map_options))
+  views = [[stack[i][j * batch_size:(j + 1) * batch_size] for j in range(num_ctx) for stack in stacks]
+           for i in range(len(inv_depths))]
+  loss = reduce_photometric_maps(views, photometric_reduce_op)
   smooth = jnp.zeros((), loss.dtype)
   if smooth_loss_weight > 0.0:
     smooth = smoothness_loss(inv_depths, images, smooth_loss_weight, num_scales)
