@@ -22,8 +22,8 @@ Loading runs Python (PIL decode, LANCZOS, the jitter parameter draws)
 inside `tf.numpy_function` with `num_parallel_calls=AUTOTUNE`; PIL releases
 the GIL for decoding/resizing, so threads scale. The colour jitter itself
 runs in the train step (`packnet_jax.data.jitter`): train batches carry the
-originals and the per-sample jitter parameters (int32 / float32 arrays). Images leave Python as uint8 and
-become float32 (x/255, the same numbers as ToTensor) after batching, which
+originals and the per-sample jitter parameters (int32 / float32 arrays).
+Images leave Python as uint8 and become float32 (x/255, the same numbers as ToTensor) after batching, which
 moves 4x fewer bytes through tf.data. Building a pipeline also makes
 Pillow and glibc keep freed buffers for reuse (`allocators`): the same
 values, about half the CPU time per sample. `deterministic=False` lets tf.data
