@@ -42,6 +42,7 @@ BRIGHTNESS, CONTRAST, SATURATION, HUE = range(4)
 # them), hue shift (the uint8 torchvision adds), op order (ids in OPS), gains
 # (1s when the optional 5th value is off: a gain of 1 is the identity).
 PARAM_KEYS = ('jitter_factors', 'jitter_hue_shift', 'jitter_order', 'jitter_gains')
+INT_KEYS = ('jitter_hue_shift', 'jitter_order')  # int32 arrays; the other two are float32
 
 # Exact hues k/255 that PIL's RGB→HSV (float h, double h/6 + 1, float store,
 # double ·255, truncation) turns into k − 1. Each such k comes from one

@@ -34,13 +34,11 @@ from packnet_jax.train.device_layout import AXIS_NAME
 # Batch entries the step reads (strings such as file names stay on the host).
 INPUT_KEYS = ('rgb', 'rgb_context', 'rgb_original', 'rgb_context_original', 'intrinsics',
               'depth', 'pose_context') + jitter.PARAM_KEYS
-# Integer entries stay integers; every other entry is float32.
-_INT_KEYS = ('jitter_hue_shift', 'jitter_order')
 
 
 def model_inputs(batch):
   """The arrays of a data batch that the train step uses (float32; the jitter's op ids and shift int32)."""
-  return {k: np.asarray(batch[k], np.int32 if k in _INT_KEYS else np.float32)
+  return {k: np.asarray(batch[k], np.int32 if k in jitter.INT_KEYS else np.float32)
           for k in INPUT_KEYS if k in batch}
 
 
