@@ -240,6 +240,18 @@ def test_group_norm_matches_flax_and_rejects_bad_channels():
     ours.init(jax.random.PRNGKey(1), jnp.zeros((1, 2, 2, 24)))
 
 
+@pytest.mark.parametrize('shape', [(2, 5, 7, 32), (1, 12, 20, 16), (3, 4, 6, 256), (1, 13, 1, 3), (2, 8, 8, 1)])
+def test_spatial_sum_is_the_sum_over_h_and_w(shape):
+  with jax.enable_x64():
+    x = jax.random.normal(jax.random.PRNGKey(shape[-1]), shape, dtype=jnp.float64)
+    np.testing.assert_allclose(layers.spatial_sum(x), jnp.sum(x, (1, 2)), rtol=1e-13, atol=1e-13)
+  # float32 at a real size: the partial sums keep the error at or below the one-pass sum's
+  x = 1 + jax.random.uniform(jax.random.PRNGKey(0), (1, 96, 320, 16))
+  exact = np.asarray(x, np.float64).sum((1, 2))
+  assert np.abs(np.asarray(layers.spatial_sum(x)) - exact).max() <= max(
+      np.abs(np.asarray(jnp.sum(x, (1, 2))) - exact).max(), 1e-7 * exact.max())
+
+
 def _pack_conv_oracle(packed, kernel3d, bias3d, kernel2d, bias2d):
   """The reference's pair with XLA's native 3-D convolution, in float64: [B,H,W,D] → [B,H,W,C]."""
   with jax.enable_x64():

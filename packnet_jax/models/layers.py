@@ -51,13 +51,29 @@ def conv(features, kernel_size, stride=1, padding=0, use_bias=True, *, name, dty
               conv_general_dilated=conv_general_dilated)
 
 
+def spatial_sum(x):
+  """[B, *spatial, C] → [B, C]: the sum over the spatial axes, in two stages.
+
+  Pixels are first summed into k interleaved partial sums (rows of k·C values,
+  k = max(4, 256 // C) or its largest divisor of the pixel count), then the k
+  partials. XLA:CPU vectorises a sum over the major axis of such rows far better
+  than one over H, W with C-wide rows: 2-3x faster at C ≤ 128 (mean and variance
+  of a 96×320×16 map: 0.30 vs 0.74 ms), equal or better above.
+  """
+  b, c = x.shape[0], x.shape[-1]
+  pixels = functools.reduce(lambda n, size: n * size, x.shape[1:-1], 1)
+  k = max(d for d in range(1, max(4, 256 // c) + 1) if pixels % d == 0)
+  return x.reshape(b, pixels // k, k * c).sum(1).reshape(b, k, c).sum(1)
+
+
 class GroupNorm(nn.Module):
   """torch GroupNorm(num_groups, C) on NHWC: biased two-pass variance, statistics in float32.
 
   Same parameters as nn.GroupNorm ('scale', 'bias'). The statistics are per-channel
-  sums over H, W folded into groups afterwards, and the normalisation is one
-  per-channel multiply-add: on XLA:CPU this is about twice as fast as reducing
-  over a [.., G, C/G] view. `activation` (e.g. nn.elu) is applied to the result.
+  sums over H, W (`spatial_sum`) folded into groups afterwards, and the
+  normalisation is one per-channel multiply-add: on XLA:CPU this is about twice as
+  fast as reducing over a [.., G, C/G] view. `activation` (e.g. nn.elu) is applied
+  to the result.
 
   Normalisation and activation are recomputed in the backward pass from the
   input (jax.checkpoint): autodiff would otherwise keep the normalised map as
@@ -90,9 +106,9 @@ class GroupNorm(nn.Module):
     def group_sum(channel_sums):  # [B, C] → [B, G]
       return channel_sums.reshape(b, g, c // g).sum(-1)
 
-    mean = per_channel(group_sum(jnp.sum(x32, spatial)) / count)
+    mean = per_channel(group_sum(spatial_sum(x32)) / count)
     centred = x32 - mean.reshape((b,) + (1,) * len(spatial) + (c,))
-    var = per_channel(group_sum(jnp.sum(jnp.square(centred), spatial)) / count)
+    var = per_channel(group_sum(spatial_sum(jnp.square(centred))) / count)
     mul = scale * jax.lax.rsqrt(var + self.epsilon)
     add = bias - mean * mul
     shape = (b,) + (1,) * len(spatial) + (c,)

@@ -11,6 +11,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from packnet_jax.models import layers
+from packnet_jax.models import space_to_depth_conv
 
 _CHANNELS = (16, 32, 64, 128, 256, 256, 256)
 _KERNELS = (7, 5, 3, 3, 3, 3, 3)
@@ -18,15 +19,22 @@ POSE_SCALE = 0.01
 
 
 class ConvGN(nn.Module):
-  """Conv(k, stride 2, pad (k−1)/2) ('0') → GroupNorm(16) ('1') → ReLU."""
+  """Conv(k, stride 2, pad (k−1)/2) ('0') → GroupNorm(16) ('1') → ReLU.
+
+  `blocks`: compute the convolution over 2×2 pixel blocks (models/space_to_depth_conv.py;
+  same parameters, faster for the 9-channel stem on CPU).
+  """
   features: int
   kernel_size: int
   dtype: Any = jnp.float32
+  blocks: bool = False
 
   @nn.compact
   def __call__(self, x):
+    even = x.shape[1] % 2 == 0 and x.shape[2] % 2 == 0
     x = layers.conv(self.features, self.kernel_size, 2, (self.kernel_size - 1) // 2, name='0',
-                    dtype=self.dtype)(x)
+                    dtype=self.dtype,
+                    conv_general_dilated=space_to_depth_conv.stride2_conv if self.blocks and even else None)(x)
     return layers.group_norm(name='1', dtype=self.dtype, activation=nn.relu)(x)
 
 
@@ -59,6 +67,6 @@ class PoseNet(nn.Module):
     frames = jnp.concatenate([target[:, None], contexts], axis=1)
     x = jnp.moveaxis(frames, 1, 3).reshape(*target.shape[:3], 3 * (n + 1)).astype(self.dtype)
     for i, (features, k) in enumerate(zip(_CHANNELS, _KERNELS)):
-      x = ConvGN(features, k, dtype=self.dtype, name=f'conv{i + 1}')(x)
+      x = ConvGN(features, k, dtype=self.dtype, blocks=i == 0, name=f'conv{i + 1}')(x)
     x = layers.conv(6 * n, 1, 1, 0, name='pose_pred', dtype=self.dtype)(x)
     return mean_pose_head(x, n)
