@@ -240,6 +240,20 @@ def test_group_norm_matches_flax_and_rejects_bad_channels():
     ours.init(jax.random.PRNGKey(1), jnp.zeros((1, 2, 2, 24)))
 
 
+def test_elu_is_torch_elu_within_float32_rounding():
+  x = jnp.concatenate([jnp.linspace(-20, 5, 100_001), jnp.array([0.0, -0.0, -1e-30, 1e-30, jnp.inf, -jnp.inf, jnp.nan])])
+  with jax.enable_x64():
+    exact = np.where(np.asarray(x, np.float64) > 0, x, np.expm1(np.asarray(x, np.float64)))
+  got = np.asarray(layers.elu(x))
+  np.testing.assert_allclose(got, exact, rtol=0, atol=1.2e-7, equal_nan=True)
+  # torch's ELU backward (input saved) is exp(x) for x <= 0; jax's expm1 rule (y + 1) loses it below ~-17
+  finite = x[:100_001]
+  np.testing.assert_allclose(jax.vmap(jax.grad(layers.elu))(finite),
+                             np.where(finite > 0, 1.0, np.exp(np.asarray(finite, np.float64))), rtol=1e-6, atol=0)
+  half = x.astype(jnp.bfloat16)
+  np.testing.assert_array_equal(layers.elu(half), nn.elu(half))
+
+
 @pytest.mark.parametrize('shape', [(2, 5, 7, 32), (1, 12, 20, 16), (3, 4, 6, 256), (1, 13, 1, 3), (2, 8, 8, 1)])
 def test_spatial_sum_is_the_sum_over_h_and_w(shape):
   with jax.enable_x64():

@@ -36,7 +36,7 @@ class ConvBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    return nn.elu(Conv3x3(self.features, dtype=self.dtype, name='conv')(x))
+    return layers.elu(Conv3x3(self.features, dtype=self.dtype, name='conv')(x))
 
 
 class DepthDecoderConvs(nn.Module):

@@ -51,19 +51,34 @@ def conv(features, kernel_size, stride=1, padding=0, use_bias=True, *, name, dty
               conv_general_dilated=conv_general_dilated)
 
 
-def spatial_sum(x):
+def elu(x):
+  """torch's ELU (alpha 1): x if x > 0 else exp(x) − 1.
+
+  In float32 this uses exp(x) − 1 rather than expm1(x): XLA:CPU's expm1 runs at
+  half the speed of exp (5.8 vs 2.8 ms on a 2×192×640×32 map; ReLU 2.2), and the
+  two differ by at most 1.2e-7 (float32 rounding of exp(x) near 1; torch's own
+  expm1 is within 1 ulp of either). Same gradient, exp(x). Other dtypes keep
+  expm1, whose relative accuracy near 0 a 16-bit exp(x) − 1 would lose.
+  """
+  if x.dtype != jnp.float32:
+    return nn.elu(x)
+  return jnp.where(x > 0, x, jnp.exp(jnp.minimum(x, 0)) - 1)
+
+
+def spatial_sum(x, rows=16):
   """[B, *spatial, C] → [B, C]: the sum over the spatial axes, in two stages.
 
-  Pixels are first summed into k interleaved partial sums (rows of k·C values,
-  k = max(4, 256 // C) or its largest divisor of the pixel count), then the k
-  partials. XLA:CPU vectorises a sum over the major axis of such rows far better
-  than one over H, W with C-wide rows: 2-3x faster at C ≤ 128 (mean and variance
-  of a 96×320×16 map: 0.30 vs 0.74 ms), equal or better above.
+  The pixels are split into r ≤ `rows` equal runs (r the largest divisor of the
+  pixel count), summed element-wise (a sum over a major axis of r: XLA:CPU fuses
+  the producer, e.g. GroupNorm's squared deviations, into that loop instead of
+  materialising it for a tree reduction, which it does above 32), then the
+  P/r partial pixels. GroupNorm at 96×320×16 with ReLU: 0.87 → 0.33 ms; at
+  192×640×64: 19 → 4.4 ms (2-core AVX-512 CPU, medians of 50 calls).
   """
   b, c = x.shape[0], x.shape[-1]
   pixels = functools.reduce(lambda n, size: n * size, x.shape[1:-1], 1)
-  k = max(d for d in range(1, max(4, 256 // c) + 1) if pixels % d == 0)
-  return x.reshape(b, pixels // k, k * c).sum(1).reshape(b, k, c).sum(1)
+  r = max(d for d in range(1, rows + 1) if pixels % d == 0)
+  return x.reshape(b, r, (pixels // r) * c).sum(1).reshape(b, pixels // r, c).sum(1)
 
 
 class GroupNorm(nn.Module):
@@ -72,7 +87,7 @@ class GroupNorm(nn.Module):
   Same parameters as nn.GroupNorm ('scale', 'bias'). The statistics are per-channel
   sums over H, W (`spatial_sum`) folded into groups afterwards, and the
   normalisation is one per-channel multiply-add: on XLA:CPU this is about twice as
-  fast as reducing over a [.., G, C/G] view. `activation` (e.g. nn.elu) is applied
+  fast as reducing over a [.., G, C/G] view. `activation` (e.g. `elu`) is applied
   to the result.
 
   Normalisation and activation are recomputed in the backward pass from the
@@ -241,7 +256,7 @@ class Conv2D(nn.Module):
   def __call__(self, x):
     x = conv(self.features, self.kernel_size, self.stride, self.kernel_size // 2, name='conv_base',
              dtype=self.dtype)(x)
-    return group_norm(name='normalize', dtype=self.dtype, activation=nn.elu)(x)
+    return group_norm(name='normalize', dtype=self.dtype, activation=elu)(x)
 
 
 class ResidualConv(nn.Module):
@@ -259,7 +274,7 @@ class ResidualConv(nn.Module):
     if self.dropout:
       # torch Dropout2d zeroes whole channels: broadcast the mask over H and W.
       shortcut = nn.Dropout(self.dropout, broadcast_dims=(1, 2), deterministic=not train)(shortcut)
-    return group_norm(name='normalize', dtype=self.dtype, activation=nn.elu)(out + shortcut)
+    return group_norm(name='normalize', dtype=self.dtype, activation=elu)(out + shortcut)
 
 
 class Stage(nn.Module):
@@ -376,7 +391,7 @@ class _PackConv2D(nn.Module):
                                name='conv_base').weights()
     y = pack_conv.pack_conv(packed, packed_depth_major, kernel3d, bias3d, kernel, bias)
     y = checkpoint_name(y, CONV_OUTPUT)
-    return group_norm(name='normalize', dtype=self.dtype, activation=nn.elu)(y)
+    return group_norm(name='normalize', dtype=self.dtype, activation=elu)(y)
 
 
 class UnpackLayerConv3d(nn.Module):
