@@ -17,21 +17,19 @@ def ours(x, kernel):
   return reflect_conv.reflect_pad_conv(x, kernel, (1, 1), ((0, 0), (0, 0)))
 
 
-# (batch, H, W, C, O), TAP_DOTS_MAX_PIXELS: which formulation runs is decided by the shape.
+# (batch, H, W, C, O): which formulation runs is decided by the shape.
 CASES = {
-    'border stitched': ((2, 6, 7, 6, 4), 0),
-    'border stitched, 3x9 map': ((1, 3, 9, 4, 3), 0),
-    'tap sum (1 output channel)': ((2, 6, 5, 16, 1), 0),
-    'tap dots (small map)': ((2, 6, 7, 6, 4), 2048),
-    'plain (small map)': ((1, 2, 5, 4, 3), 0),
-    'plain (map smaller than the kernel)': ((1, 4, 5, 6, 8), 0),
+    'border stitched': (2, 6, 7, 6, 4),
+    'border stitched, 3x9 map': (1, 3, 9, 4, 3),
+    'tap sum (1 output channel)': (2, 6, 5, 16, 1),
+    'plain (small map)': (1, 2, 5, 4, 3),
+    'plain (map smaller than the kernel)': (1, 4, 5, 6, 8),
 }
 
 
-@pytest.mark.parametrize('shape,tap_max_pixels', CASES.values(), ids=CASES.keys())
-def test_values_and_gradients_match_reflection_padding_in_float64(shape, tap_max_pixels, monkeypatch):
+@pytest.mark.parametrize('shape', CASES.values(), ids=CASES.keys())
+def test_values_and_gradients_match_reflection_padding_in_float64(shape, monkeypatch):
   monkeypatch.setattr(reflect_conv, 'MIN_REWRITE_ELEMENTS', 0)  # rewrite these small maps too
-  monkeypatch.setattr(reflect_conv, 'TAP_DOTS_MAX_PIXELS', tap_max_pixels)
   b, h, w, c, o = shape
   rng = np.random.default_rng(sum(shape))
   with jax.enable_x64():
@@ -75,8 +73,6 @@ def test_rewrites_only_where_they_pay():
           ((96, 320, 96), 32), ((192, 640, 16), 16)]
   assert [reflect_conv.worth_rewriting(*hwc) for hwc, _ in real] == [False, True, True, True, True, True]
   assert [reflect_conv.use_border_strips(h, w, o) for (h, w, _), o in real] == [False, False, True, True, True, True]
-  # One matrix product per tap on the maps up to 24×80 (≤ 2048 pixels).
-  assert [reflect_conv.use_tap_dots(h, w) for (h, w, _), _ in real] == [True, True, True, False, False, False]
   # The test-suite shapes (32×96 input) stay on the plain path: nothing to gain, more to compile.
   assert not any(reflect_conv.worth_rewriting(*hwc) for hwc in ((16, 48, 96), (32, 96, 16), (8, 24, 192)))
   assert not reflect_conv.worth_rewriting(2, 4096, 64)  # no interior to stitch a border onto

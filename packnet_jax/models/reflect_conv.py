@@ -14,9 +14,8 @@ Reflection and zero padding only differ for the outermost ring of outputs, so:
 
 Every output is the same 9-tap sum as the reference's; only the order of the
 sum may differ. A 1-channel output (the disparity heads) is instead one matrix
-product to 9 per-tap channels followed by a sum of 9 shifted maps, and a small
-map is 9 matrix products (one per tap) summed shifted (`use_tap_dots`): the
-library convolution is slow on those shapes.
+product to 9 per-tap channels followed by a sum of 9 shifted maps: a
+convolution with one output channel uses the library badly.
 
 `reflect_pad_conv` has `lax.conv_general_dilated`'s signature so it plugs into
 `nn.Conv(conv_general_dilated=...)` and the parameter tree stays the Conv's.
@@ -62,23 +61,6 @@ def _tap_sum(x, kernel, precision):
   return sum(taps[:, i:i + height, j:j + width, i, j] for i in range(3) for j in range(3))
 
 
-def _tap_dots(x, kernel, precision):
-  """`_tap_sum` with one matrix product per tap: reads the kernel in place.
-
-  For wide outputs the single product would need the kernel transposed to
-  [C, 9·O] on every call (19 MB for DepthResNet50's 2048 → 256 layer: ~6 ms, more
-  than the product); a slice kernel[i, j] is already a [C, O] matrix.
-  """
-  height, width = x.shape[1:3]
-  out = None
-  for i in range(3):
-    for j in range(3):
-      tap = _reflect(jnp.einsum('bhwc,co->bhwo', x, kernel[i, j], precision=precision), rows=True, cols=True)
-      tap = tap[:, i:i + height, j:j + width]
-      out = tap if out is None else out + tap
-  return out
-
-
 def reflect_pad_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
                      dimension_numbers=None, feature_group_count=1, batch_group_count=1,
                      precision=None, preferred_element_type=None):
@@ -93,8 +75,6 @@ def reflect_pad_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_d
   if worth_rewriting(height, width, channels):
     if 9 * rhs.shape[-1] <= channels:  # the per-tap products are no larger than the input
       return _tap_sum(lhs, rhs, precision)
-    if use_tap_dots(height, width):
-      return _tap_dots(lhs, rhs, precision)
     if use_border_strips(height, width, rhs.shape[-1]):
       return _border_stitched(lhs, rhs, precision)
   return _valid(_reflect(lhs, rows=True, cols=True), rhs, precision)
@@ -108,21 +88,6 @@ MIN_REWRITE_ELEMENTS = 2 ** 17
 def worth_rewriting(height, width, channels):
   """Whether the input is large enough for either rewrite to pay (and has a border to stitch)."""
   return height >= 3 and width >= 3 and height * width * channels >= MIN_REWRITE_ELEMENTS
-
-
-# Maps of at most this many pixels take one matrix product per tap (`_tap_dots`).
-TAP_DOTS_MAX_PIXELS = 2048
-
-
-def use_tap_dots(height, width):
-  """Whether 9 per-tap matrix products beat the library convolution: on small maps.
-
-  At ≤ 2048 pixels (the decoder's 6×20 to 24×80 levels at 192×640) XLA:CPU's
-  convolution runs the wide layers far below the matrix product's rate, e.g.
-  DepthResNet50's 1280 → 256 channels at 12×40: 20.8 vs 8.2 ms, 2048 → 256 at
-  6×20: 9.5 vs 4.6 ms, 640 → 128 at 24×80: 11.0 vs 8.4 ms (isolated, medians).
-  """
-  return height * width <= TAP_DOTS_MAX_PIXELS
 
 
 def use_border_strips(height, width, out_channels):
