@@ -16,7 +16,8 @@
    which has no SyncBN); the *running* averages are pmean'd after the step so
    all replicas hold identical variables (and checkpoints do not depend on
    which device is saved).
-4. If the loss or any gradient is not finite, the update is skipped: params,
+4. If the loss or any gradient is not finite, the update is skipped (`guarded_update`, which lets
+   XLA update the donated parameters and Adam moments in place): params,
    batch_stats and opt_state stay as they were, `skipped_steps` and
    `bad_streak` count it. `step` always advances (it is the data position).
 5. The metrics carry everything the host loop reads after the step
@@ -30,6 +31,7 @@ import optax
 
 from packnet_jax.data import jitter
 from packnet_jax.models import sfm_model
+from packnet_jax.train import guarded_update
 from packnet_jax.train.device_layout import AXIS_NAME
 # Batch entries the step reads (strings such as file names stay on the host).
 INPUT_KEYS = ('rgb', 'rgb_context', 'rgb_original', 'rgb_context_original', 'intrinsics',
@@ -60,17 +62,6 @@ def apply_colour_jitter(batch):
   if 'rgb_context_original' in batch:
     batch['rgb_context'] = out[:, 1:]
   return batch
-
-
-def _all_finite(tree):
-  leaves = jax.tree_util.tree_leaves(tree)
-  if not leaves:
-    return jnp.array(True)
-  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
-
-
-def _select(pred, new, old):
-  return jax.tree_util.tree_map(lambda a, b: jnp.where(pred, a, b), new, old)
 
 
 def _inject_nonfinite(loss, step, steps):
@@ -126,21 +117,20 @@ def make_train_step(model, loss_options, *, flip_lr_prob=0.5, axis_name=None,
       metrics = jax.lax.pmean(metrics, axis_name)
       batch_stats = jax.lax.pmean(batch_stats, axis_name)
 
-    finite = jnp.isfinite(metrics['loss']) & _all_finite(grads)
-    updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
+    finite = jnp.isfinite(metrics['loss']) & guarded_update.all_finite(grads)
+    params, opt_state = guarded_update.guarded_update(state.tx, grads, state.opt_state, state.params, finite)
     new_state = state.replace(
         step=state.step + 1,
-        params=_select(finite, params, state.params),
-        batch_stats=_select(finite, batch_stats, state.batch_stats),
-        opt_state=_select(finite, opt_state, state.opt_state),
+        params=params,
+        batch_stats=guarded_update.select(finite, batch_stats, state.batch_stats),
+        opt_state=opt_state,
         skipped_steps=state.skipped_steps + jnp.where(finite, 0, 1).astype(jnp.int32),
         bad_streak=jnp.where(finite, 0, state.bad_streak + 1).astype(jnp.int32))
     metrics['grad_norm'] = optax.global_norm(grads)
     for net, norm_name in (('depth_net', 'grad_norm_depth'), ('pose_net', 'grad_norm_pose')):
       if net in grads:
         metrics[norm_name] = optax.global_norm(grads[net])
-    metrics['grads_finite'] = _all_finite(grads).astype(jnp.float32)
+    metrics['grads_finite'] = guarded_update.all_finite(grads).astype(jnp.float32)
     metrics['flip'] = flip.astype(jnp.float32)
     metrics['bad_streak'] = new_state.bad_streak
     metrics['skipped_steps'] = new_state.skipped_steps
