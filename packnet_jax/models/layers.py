@@ -12,6 +12,7 @@ import functools
 from typing import Any, Callable
 
 import flax.linen as nn
+from flax.core import lift as flax_lift
 import jax
 import jax.numpy as jnp
 from jax.ad_checkpoint import checkpoint_name
@@ -143,13 +144,47 @@ def remat(module_cls, mode, static_argnums=()):
   pass); 'save_conv' keeps the convolution outputs (CONV_OUTPUT) and recomputes
   the cheap normalisations and activations. `static_argnums` counts `self` as 0
   (e.g. (2,) for a `train` flag passed as the second argument).
+
+  The checkpointed block runs inside a `lax.cond` whose predicate is always true
+  but data-dependent (`_checkpoint_in_cond`). jax.checkpoint alone keeps the
+  recomputation apart from the forward pass with optimisation barriers, which
+  XLA:GPU honours until it has scheduled the program but XLA:CPU removes before
+  it fuses anything: its CSE merged the recomputation back into the forward pass
+  and remat saved nothing on CPU. Differentiated, the cond becomes a backward
+  cond that takes the output cotangent and recomputes inside, which no backend
+  can merge with the forward cond or run before the cotangent exists.
   """
   if mode not in REMAT_MODES:
     raise ValueError(f'model.remat: expected one of {REMAT_MODES}, got {mode!r}')
   if mode == 'none':
     return module_cls
   policy = None if mode == 'full' else jax.checkpoint_policies.save_only_these_names(CONV_OUTPUT)
-  return nn.remat(module_cls, policy=policy, static_argnums=static_argnums)
+  # lift_transform passes the arguments after `self`: shift the indices by one.
+  return nn.transforms.lift_transform(_checkpoint_in_cond, module_cls, policy=policy,
+                                      static_argnums=tuple(i - 1 for i in static_argnums))
+
+
+def _checkpoint_in_cond(fn, *, policy, static_argnums):
+  """Flax core transform: lift.checkpoint(fn) called as both branches of an always-true lift.cond."""
+  checkpointed = flax_lift.checkpoint(fn, policy=policy, static_argnums=static_argnums)
+
+  def wrapped(scope, *args):
+    dynamic = [i for i in range(len(args)) if i not in static_argnums]
+
+    def branch(scope, *dynamic_args):
+      full = list(args)
+      for i, value in zip(dynamic, dynamic_args):
+        full[i] = value
+      return checkpointed(scope, *full)
+    operands = [args[i] for i in dynamic]
+    return flax_lift.cond(_opaque_true(operands), branch, branch, scope, *operands)
+  return wrapped
+
+
+def _opaque_true(tree):
+  """A traced predicate the compiler cannot fold (both cond branches are the same function anyway)."""
+  first = jax.tree_util.tree_leaves(tree)[0]
+  return jnp.logical_not(jnp.isnan(first[(0,) * first.ndim]))
 
 
 def upsample_nearest2(x):
