@@ -145,46 +145,63 @@ def remat(module_cls, mode, static_argnums=()):
   the cheap normalisations and activations. `static_argnums` counts `self` as 0
   (e.g. (2,) for a `train` flag passed as the second argument).
 
-  The checkpointed block runs inside a `lax.cond` whose predicate is always true
-  but data-dependent (`_checkpoint_in_cond`). jax.checkpoint alone keeps the
-  recomputation apart from the forward pass with optimisation barriers, which
-  XLA:GPU honours until it has scheduled the program but XLA:CPU removes before
-  it fuses anything: its CSE merged the recomputation back into the forward pass
-  and remat saved nothing on CPU. Differentiated, the cond becomes a backward
-  cond that takes the output cotangent and recomputes inside, which no backend
-  can merge with the forward cond or run before the cotangent exists.
+  jax.checkpoint keeps the recomputation apart from the forward pass with
+  optimisation barriers. XLA:GPU honours them until it has scheduled the program;
+  XLA:CPU removes them before it fuses anything, and its CSE merged the
+  recomputation back into the forward pass: remat saved nothing on CPU. So the
+  checkpointed block also gets a custom VJP (`_recompute_after_cotangent`) whose
+  backward pass makes the saved activations depend on the output cotangent
+  (adding a -0.0 derived from it): the recomputation then differs from the
+  forward computation and cannot start before the cotangent exists, on every
+  backend. (A lax.cond around the block does the same, but XLA:CPU leaves the
+  convolutions inside conditionals to its slow generic emitter: 18x slower.)
   """
   if mode not in REMAT_MODES:
     raise ValueError(f'model.remat: expected one of {REMAT_MODES}, got {mode!r}')
   if mode == 'none':
     return module_cls
   policy = None if mode == 'full' else jax.checkpoint_policies.save_only_these_names(CONV_OUTPUT)
+  checkpointed = nn.remat(module_cls, policy=policy, static_argnums=static_argnums)
   # lift_transform passes the arguments after `self`: shift the indices by one.
-  return nn.transforms.lift_transform(_checkpoint_in_cond, module_cls, policy=policy,
+  return nn.transforms.lift_transform(_recompute_after_cotangent, checkpointed,
                                       static_argnums=tuple(i - 1 for i in static_argnums))
 
 
-def _checkpoint_in_cond(fn, *, policy, static_argnums):
-  """Flax core transform: lift.checkpoint(fn) called as both branches of an always-true lift.cond."""
-  checkpointed = flax_lift.checkpoint(fn, policy=policy, static_argnums=static_argnums)
+def _recompute_after_cotangent(fn, *, static_argnums):
+  """Flax core transform: `fn` with a VJP whose saved activations are tied to the output cotangent."""
+  tied = []  # per residual leaf: tie it (an activation) or not (a variable); set by the forward pass
 
-  def wrapped(scope, *args):
+  def forward(scope, *args):
     dynamic = [i for i in range(len(args)) if i not in static_argnums]
 
-    def branch(scope, *dynamic_args):
+    def call(scope, *dynamic_args):
       full = list(args)
       for i, value in zip(dynamic, dynamic_args):
         full[i] = value
-      return checkpointed(scope, *full)
-    operands = [args[i] for i in dynamic]
-    return flax_lift.cond(_opaque_true(operands), branch, branch, scope, *operands)
-  return wrapped
+      return fn(scope, *full)
+    scopes = scope if isinstance(scope, (list, tuple)) else [scope]  # custom_vjp hands a list
+    variables = {id(x) for s in scopes for x in jax.tree_util.tree_leaves(s.variables())}
+    y, vjp_fn = flax_lift.vjp(call, scope, *[args[i] for i in dynamic])
+    tied[:] = [id(x) not in variables and jnp.issubdtype(x.dtype, jnp.floating)
+               for x in jax.tree_util.tree_leaves(vjp_fn)]
+    return y, vjp_fn
+
+  def backward(*args):
+    vjp_fn, y_ct = args[-2:]
+    zero = _negative_zero_from(y_ct)
+    leaves, treedef = jax.tree_util.tree_flatten(vjp_fn)
+    leaves = [x + zero.astype(x.dtype) if tie else x for x, tie in zip(leaves, tied, strict=True)]
+    params_ct, *inputs_ct = jax.tree_util.tree_unflatten(treedef, leaves)(y_ct)
+    return (params_ct, *inputs_ct)
+  # custom_vjp counts the variables as argument 0.
+  return flax_lift.custom_vjp(fn, forward, backward, nondiff_argnums=tuple(i + 1 for i in static_argnums))
 
 
-def _opaque_true(tree):
-  """A traced predicate the compiler cannot fold (both cond branches are the same function anyway)."""
-  first = jax.tree_util.tree_leaves(tree)[0]
-  return jnp.logical_not(jnp.isnan(first[(0,) * first.ndim]))
+def _negative_zero_from(tree):
+  """-0.0 as a function of `tree` that no compiler can fold (x + -0.0 == x for every float x)."""
+  firsts = [x[(0,) * x.ndim].astype(jnp.float32) for x in jax.tree_util.tree_leaves(tree)]
+  # where(...) is 0 or 1 whatever the input (NaN compares false); times -0.0 it is -0.0.
+  return jnp.where(jnp.abs(jnp.stack(firsts)).sum() < 1.0, 0.0, 1.0) * -0.0
 
 
 def upsample_nearest2(x):
