@@ -7,6 +7,7 @@ import pytest
 
 from packnet_jax.train import guarded_update
 from packnet_jax.train import optim
+from packnet_jax.utils import ordering
 
 
 def naive_update(tx, grads, opt_state, params, finite):
@@ -65,8 +66,9 @@ def test_after_keeps_every_value_bit_for_bit():
   # (Denormals aside: XLA:CPU's arithmetic flushes them to zero, in the moment update as well.)
   values = jnp.asarray([0.0, -0.0, 1.5, -2.0, np.inf, -np.inf, np.nan, 1.2e-38, 3e38], jnp.float32)
   for anchor in (0.0, -0.0, 7.0, np.inf, -np.inf, np.nan, 1e30):
-    out = guarded_update._after({'x': values, 'h': values.astype(jnp.bfloat16)},  # pylint: disable=protected-access
-                                {'a': jnp.full((2, 3), anchor), 'b': jnp.asarray(anchor)})
+    out = ordering.after({'x': values, 'h': values.astype(jnp.bfloat16), 'i': jnp.arange(3)},
+                         {'a': jnp.full((2, 3), anchor), 'b': jnp.asarray(anchor)})
+    np.testing.assert_array_equal(out['i'], np.arange(3))
     assert np.asarray(out['x']).tobytes() == np.asarray(values).tobytes()
     assert np.asarray(out['h']).tobytes() == np.asarray(values.astype(jnp.bfloat16)).tobytes()
 

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 from jax.ad_checkpoint import checkpoint_name
 
 from packnet_jax.models import pack_conv
+from packnet_jax.utils import ordering
 
 Dtype = Any
 
@@ -182,26 +183,18 @@ def _recompute_after_cotangent(fn, *, static_argnums):
     scopes = scope if isinstance(scope, (list, tuple)) else [scope]  # custom_vjp hands a list
     variables = {id(x) for s in scopes for x in jax.tree_util.tree_leaves(s.variables())}
     y, vjp_fn = flax_lift.vjp(call, scope, *[args[i] for i in dynamic])
-    tied[:] = [id(x) not in variables and jnp.issubdtype(x.dtype, jnp.floating)
-               for x in jax.tree_util.tree_leaves(vjp_fn)]
+    tied[:] = [id(x) not in variables for x in jax.tree_util.tree_leaves(vjp_fn)]
     return y, vjp_fn
 
   def backward(*args):
     vjp_fn, y_ct = args[-2:]
-    zero = _negative_zero_from(y_ct)
+    zero = ordering.negative_zero_from(y_ct)
     leaves, treedef = jax.tree_util.tree_flatten(vjp_fn)
-    leaves = [x + zero.astype(x.dtype) if tie else x for x, tie in zip(leaves, tied, strict=True)]
+    leaves = [ordering.add_zero(x, zero) if tie else x for x, tie in zip(leaves, tied, strict=True)]
     params_ct, *inputs_ct = jax.tree_util.tree_unflatten(treedef, leaves)(y_ct)
     return (params_ct, *inputs_ct)
   # custom_vjp counts the variables as argument 0.
   return flax_lift.custom_vjp(fn, forward, backward, nondiff_argnums=tuple(i + 1 for i in static_argnums))
-
-
-def _negative_zero_from(tree):
-  """-0.0 as a function of `tree` that no compiler can fold (x + -0.0 == x for every float x)."""
-  firsts = [x[(0,) * x.ndim].astype(jnp.float32) for x in jax.tree_util.tree_leaves(tree)]
-  # where(...) is 0 or 1 whatever the input (NaN compares false); times -0.0 it is -0.0.
-  return jnp.where(jnp.abs(jnp.stack(firsts)).sum() < 1.0, 0.0, 1.0) * -0.0
 
 
 def upsample_nearest2(x):

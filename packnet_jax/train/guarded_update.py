@@ -15,7 +15,7 @@ moments are overwritten in their own donated buffers, and nothing orders the
 two loops; so it keeps a copy of both moments of every parameter: two
 parameter-sized temporaries (0.97 GiB for PackNet01's 128 M parameters). Here
 the parameters are updated first, and the moment update is made to depend on
-the updated parameters through a scalar that is always -0.0 (`_after`), so the
+the updated parameters through a scalar that is always -0.0 (`utils.ordering.after`), so the
 old moments are dead when they are overwritten and nothing is copied. An
 `optimization_barrier` would say the same, but XLA:CPU removes barriers before
 it orders and fuses anything; a data dependency holds on every backend.
@@ -28,6 +28,8 @@ cost of one parameter-sized buffer.
 import jax
 import jax.numpy as jnp
 import optax
+
+from packnet_jax.utils import ordering
 
 
 def all_finite(tree):
@@ -43,24 +45,9 @@ def select(pred, new, old):
   return jax.tree_util.tree_map(lambda a, b: jnp.where(pred, a, b), new, old)
 
 
-def _after(tree, anchor_tree):
-  """`tree` unchanged bit for bit, but computed from values that depend on every leaf of `anchor_tree`.
-
-  The dependency is the first element of each anchor leaf folded into a scalar that
-  is -0.0 whatever the values (x + -0.0 == x for every float, signed zeros,
-  infinities and NaN included); XLA cannot prove it constant, so it keeps it.
-  """
-  firsts = [leaf[(0,) * leaf.ndim].astype(jnp.float32) for leaf in jax.tree_util.tree_leaves(anchor_tree)]
-  if not firsts:
-    return tree
-  # where(...) is 0 or 1 for any input (NaN compares false); times -0.0 it is -0.0.
-  zero = jnp.where(jnp.abs(jnp.stack(firsts)).sum() < 1.0, 0.0, 1.0) * -0.0
-  return jax.tree_util.tree_map(lambda x: x + zero.astype(x.dtype), tree)
-
-
 def guarded_update(tx, grads, opt_state, params, finite):
   """(params, opt_state) after one step of `tx` if `finite`, else unchanged (see the module docstring)."""
   updates, _ = tx.update(grads, opt_state, params)
   new_params = select(finite, optax.apply_updates(params, updates), params)
-  _, new_opt_state = tx.update(_after(grads, new_params), opt_state, params)
+  _, new_opt_state = tx.update(ordering.after(grads, new_params), opt_state, params)
   return new_params, select(finite, new_opt_state, opt_state)
