@@ -2,13 +2,17 @@
 
 `guarded_update(tx, grads, opt_state, params, finite)` returns the new
 (params, opt_state): optax's update applied when `finite`, the old values
-otherwise. Its numbers are those of
+otherwise. It computes the same arithmetic as
 
     updates, new_opt_state = tx.update(grads, opt_state, params)
     params = where(finite, params + updates, params)
     opt_state = where(finite, new_opt_state, opt_state)
 
 but written so that XLA can update the donated parameters and moments in place.
+(Equal bit for bit in tests/test_guarded_update.py; inside the whole train step
+XLA fuses the update differently, and the parameters after a step can differ
+from the formulation above by a few ulp.)
+
 Written as above, XLA computes the parameters from the *old* Adam moments
 (it repeats the cheap moment arithmetic inside the parameter loop) while the
 moments are overwritten in their own donated buffers, and nothing orders the
