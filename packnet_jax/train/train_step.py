@@ -117,7 +117,8 @@ def make_train_step(model, loss_options, *, flip_lr_prob=0.5, axis_name=None,
       metrics = jax.lax.pmean(metrics, axis_name)
       batch_stats = jax.lax.pmean(batch_stats, axis_name)
 
-    finite = jnp.isfinite(metrics['loss']) & guarded_update.all_finite(grads)
+    grads_finite = guarded_update.all_finite(grads)
+    finite = jnp.isfinite(metrics['loss']) & grads_finite
     params, opt_state = guarded_update.guarded_update(state.tx, grads, state.opt_state, state.params, finite)
     new_state = state.replace(
         step=state.step + 1,
@@ -130,7 +131,7 @@ def make_train_step(model, loss_options, *, flip_lr_prob=0.5, axis_name=None,
     for net, norm_name in (('depth_net', 'grad_norm_depth'), ('pose_net', 'grad_norm_pose')):
       if net in grads:
         metrics[norm_name] = optax.global_norm(grads[net])
-    metrics['grads_finite'] = guarded_update.all_finite(grads).astype(jnp.float32)
+    metrics['grads_finite'] = grads_finite.astype(jnp.float32)
     metrics['flip'] = flip.astype(jnp.float32)
     metrics['bad_streak'] = new_state.bad_streak
     metrics['skipped_steps'] = new_state.skipped_steps
