@@ -44,13 +44,15 @@ def conv(features, kernel_size, stride=1, padding=0, use_bias=True, *, name, dty
 
   torch pads both sides equally; Flax 'SAME' would put the odd pad at the end
   for strided convs, so padding is always given explicitly. `conv_general_dilated`
-  replaces `lax.conv_general_dilated` (same signature, same parameters).
+  replaces `lax.conv_general_dilated` (same signature, same parameters). Its
+  backward pass transposes the kernel only once it is needed
+  (`ordering.weights_read_late`).
   """
   if isinstance(kernel_size, int):
     kernel_size = (kernel_size, kernel_size)
   return Conv(features, kernel_size, strides=stride, padding=[(padding, padding)] * len(kernel_size),
               use_bias=use_bias, dtype=dtype, param_dtype=jnp.float32, name=name,
-              conv_general_dilated=conv_general_dilated)
+              conv_general_dilated=ordering.weights_read_late(conv_general_dilated or jax.lax.conv_general_dilated))
 
 
 def elu(x):

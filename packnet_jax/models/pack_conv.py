@@ -22,6 +22,8 @@ identically on every backend: the fused one when it needs fewer operations.
 import jax
 import jax.numpy as jnp
 
+from packnet_jax.utils import ordering
+
 # Building K reads the Conv2d kernel three times with little arithmetic per byte:
 # counted as this many multiply-adds per multiply-add in the cost comparison.
 _KERNEL_BUILD_PENALTY = 4
@@ -54,6 +56,7 @@ def depth_major_to_nhwc(y):
   return y.transpose(0, 2, 3, 4, 1).reshape(b, h, w, d * depth)
 
 
+@ordering.weights_read_late  # pack5's kernel is 302 MB: its transposed copy must not live long
 def _conv2d(x, kernel, padding):
   return jax.lax.conv_general_dilated(x, kernel, (1, 1), [(padding, padding)] * 2,
                                       dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
