@@ -152,7 +152,11 @@ def time_compiled(fn, args, iters, warmup):
 
 
 def compiled_memory(compiled):
-  """Compiled buffer sizes: temp, arguments, outputs, their sum, and outputs aliasing (donated) arguments."""
+  """Compiled buffer sizes: temp, arguments, outputs, their sum, and outputs aliasing (donated) arguments.
+
+  `device_memory_*` is what the program needs on the device: the sum less the
+  outputs written into their (donated) arguments' buffers.
+  """
   try:
     analysis = compiled.memory_analysis()
     sizes = {'temp_bytes': int(analysis.temp_size_in_bytes),
@@ -163,6 +167,8 @@ def compiled_memory(compiled):
     return {}
   sizes['compiled_memory_bytes'] = sizes['temp_bytes'] + sizes['argument_bytes'] + sizes['output_bytes']
   sizes['compiled_memory_gib'] = sizes['compiled_memory_bytes'] / 2**30
+  sizes['device_memory_bytes'] = sizes['compiled_memory_bytes'] - sizes['alias_bytes']
+  sizes['device_memory_gib'] = sizes['device_memory_bytes'] / 2**30
   return sizes
 
 
