@@ -9,7 +9,7 @@ Every convolution output is tagged with `jax.ad_checkpoint.checkpoint_name`
 (CONV_OUTPUT) so that `remat(..., 'save_conv')` can keep exactly those arrays.
 """
 import functools
-from typing import Any, Callable
+from typing import Any, Callable, Tuple
 
 import flax.linen as nn
 from flax.core import lift as flax_lift
@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 from jax.ad_checkpoint import checkpoint_name
 
+from packnet_jax.models import concat_conv
 from packnet_jax.models import pack_conv
 from packnet_jax.utils import ordering
 
@@ -293,16 +294,22 @@ def pixel_shuffle_depth_major(y, r=2):
 
 
 class Conv2D(nn.Module):
-  """Zero-pad k//2 → Conv(k, stride) → GroupNorm(16) → ELU."""
+  """Zero-pad k//2 → Conv(k, stride) → GroupNorm(16) → ELU.
+
+  `input_parts`: the channel counts of the parts `x` was concatenated from, if
+  it was; the input gradient is then computed per part (models/concat_conv.py).
+  """
   features: int
   kernel_size: int
   stride: int = 1
   dtype: Dtype = jnp.float32
+  input_parts: Tuple[int, ...] = ()
 
   @nn.compact
   def __call__(self, x):
     x = conv(self.features, self.kernel_size, self.stride, self.kernel_size // 2, name='conv_base',
-             dtype=self.dtype)(x)
+             dtype=self.dtype,
+             conv_general_dilated=concat_conv.per_part_input_grad(self.input_parts) if self.input_parts else None)(x)
     return group_norm(name='normalize', dtype=self.dtype, activation=elu)(x)
 
 

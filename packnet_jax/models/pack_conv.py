@@ -12,9 +12,9 @@ The d·D-channel intermediate (1 GiB at PackNet01's first packing layer, batch 4
 convolution costs (k+2)²·D·C instead of k²·d·D·C multiply-adds per pixel.
 
 At the border the pair is NOT one convolution: the Conv2d sees zeros outside
-the image where the fused kernel would see Conv3d outputs. The outermost k//2
-rows and columns are therefore computed the direct way, on thin strips, and
-the result is exact (the same sum as the reference, in another order).
+the image where the fused kernel sees the Conv3d continued there. The Conv2d of
+those outside values (a ring k//2 wide) is subtracted from the outermost k//2
+rows and columns; the result equals the reference's to float rounding.
 
 Which formulation runs is decided from the static shapes alone (`use_fused`),
 identically on every backend: the fused one when it needs fewer operations.
@@ -57,9 +57,12 @@ def depth_major_to_nhwc(y):
 
 
 @ordering.weights_read_late  # pack5's kernel is 302 MB: its transposed copy must not live long
+def _conv2d_padded(x, kernel, padding):
+  return jax.lax.conv_general_dilated(x, kernel, (1, 1), padding, dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+
+
 def _conv2d(x, kernel, padding):
-  return jax.lax.conv_general_dilated(x, kernel, (1, 1), [(padding, padding)] * 2,
-                                      dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  return _conv2d_padded(x, kernel, ((padding, padding),) * 2)
 
 
 def use_fused(batch, h, w, depth, d, k, c):
@@ -79,12 +82,12 @@ def use_fused(batch, h, w, depth, d, k, c):
     return False
   direct_per_pixel = 27 * d * depth + k * k * d * depth * c
   direct = batch * h * w * direct_per_pixel
-  strip_pixels = 2 * p * w + 2 * p * (h - 2 * p)
-  # A strip's Conv3d runs on 3× its rows (the k//2 rows either side of its outputs).
-  strips = batch * strip_pixels * (3 * 27 * d * depth + k * k * d * depth * c)
-  interior = batch * (h - 2 * p) * (w - 2 * p) * (k + 2) ** 2 * depth * c
+  # The ring's Conv3d, and its Conv2d onto the border (computed over k//2 + 2·(k//2) rows or columns).
+  ring = batch * 2 * p * (w + 2 * p + h) * 27 * d * depth
+  border = batch * 2 * p * (w + h) * k * k * d * depth * c
+  whole = batch * h * w * (k + 2) ** 2 * depth * c
   build = _KERNEL_BUILD_PENALTY * 27 * d * k * k * depth * c
-  return interior + strips + build < direct
+  return whole + ring + border + build < direct
 
 
 def fused_kernel(kernel3d, kernel2d):
@@ -107,28 +110,49 @@ def fused_kernel(kernel3d, kernel2d):
   return sum(jnp.pad(by_tap[i, j], ((i, 2 - i), (j, 2 - j), (0, 0), (0, 0))) for i in range(3) for j in range(3))
 
 
-def _direct_region(padded, kernel3d, bias3d, kernel2d, rows, cols, image_hw):
-  """Exact outputs rows×cols ([start, stop) each) from `padded` (packed x zero-padded by k//2 + 1)."""
-  k = kernel2d.shape[0]
-  p = k // 2
-  (r0, r1), (c0, c1) = rows, cols
-  region = padded[:, r0:r1 + k + 1, c0:c1 + k + 1, :]
-  y = depth_major_to_nhwc(conv3d_depth_major(jnp.moveaxis(region, -1, 1), kernel3d, bias3d, 0))
-  # The Conv2d's zero padding: Conv3d outputs outside the image are zeros, not Conv3d values.
-  inside_r = (jnp.arange(r0 - p, r1 + p) >= 0) & (jnp.arange(r0 - p, r1 + p) < image_hw[0])
-  inside_c = (jnp.arange(c0 - p, c1 + p) >= 0) & (jnp.arange(c0 - p, c1 + p) < image_hw[1])
-  y = jnp.where((inside_r[:, None] & inside_c[None, :])[None, :, :, None], y, jnp.zeros((), y.dtype))
-  return _conv2d(y, kernel2d, 0)
-
-
 def direct(packed_depth_major, kernel3d, bias3d, kernel2d, bias2d):
   """The reference's order: Conv3d, flatten (feature outermost), Conv2d. [B,D,H,W] → [B,H,W,C]."""
   y = depth_major_to_nhwc(conv3d_depth_major(packed_depth_major, kernel3d, bias3d, 1))
   return _conv2d(y, kernel2d, kernel2d.shape[0] // 2) + bias2d
 
 
+def _with_regions(x, regions):
+  """(x, x[:, r0:r1, c0:c1] for each ((r0, r1), (c0, c1)) in `regions`), with a lean backward.
+
+  Autodiff would turn each slice's cotangent into a zero-padded copy of x's full
+  size before summing them (four 130 MB buffers at PackNet01's first packing
+  layer, batch 4, 192×640, all alive at the train step's memory peak). Here the
+  regions' cotangents are added into x's own cotangent in place.
+  """
+  @jax.custom_vjp
+  def split(x):
+    return (x,) + tuple(x[:, r0:r1, c0:c1] for (r0, r1), (c0, c1) in regions)
+
+  def backward(_, cotangents):
+    x_ct = cotangents[0]
+    for ((r0, r1), (c0, c1)), ct in zip(regions, cotangents[1:]):
+      start = (0, r0, c0, 0)
+      x_ct = jax.lax.dynamic_update_slice(x_ct, jax.lax.dynamic_slice(x_ct, start, ct.shape) + ct, start)
+    return (x_ct,)
+
+  split.defvjp(lambda x: (split(x), None), backward)
+  return split(x)
+
+
+def _ring_band(region, kernel3d, bias3d):
+  """Conv3d outputs, bias included, on the valid part of `region` (a slice of the zero-padded map)."""
+  return depth_major_to_nhwc(conv3d_depth_major(jnp.moveaxis(region, -1, 1), kernel3d, bias3d, 0))
+
+
 def fused(packed, kernel3d, bias3d, kernel2d, bias2d):
-  """One (k+2)×(k+2) convolution inside, `_direct_region` on the k//2 outermost rows and columns.
+  """One (k+2)×(k+2) convolution over the whole map, less what it adds at the border.
+
+  The reference's Conv2d zero-pads the Conv3d output, while the fused kernel sees
+  the Conv3d continued outside the image (its bias, and near the edge the taps
+  that reach into the image). Those outside values occupy a ring k//2 wide; the
+  Conv2d of the ring alone, subtracted from the k//2 outermost rows and columns,
+  gives the exact border. The ring is thin (k//2 rows or columns of the d·D-channel
+  map), so neither pass ever holds a Conv3d output over image rows.
 
   [B,H,W,D] → [B,H,W,C]; needs H, W > 2·(k//2).
   """
@@ -139,17 +163,25 @@ def fused(packed, kernel3d, bias3d, kernel2d, bias2d):
   if h <= 2 * p or w <= 2 * p:
     raise ValueError(f'pack_conv.fused: packed: H and W must exceed {2 * p}, got shape {tuple(packed.shape)}')
   kernel = fused_kernel(kernel3d.astype(jnp.float32), kernel2d.astype(jnp.float32)).astype(kernel2d.dtype)
-  # Interior bias: the Conv2d of the (constant) Conv3d bias, plus its own.
+  # The Conv2d of the (constant) Conv3d bias, plus its own: exact wherever the Conv3d is.
   const_bias = bias2d + jnp.einsum('pqfzc,f->c', kernel2d.reshape(k, k, d, depth, c), bias3d,
                                    precision=jax.lax.Precision.HIGHEST)
-  interior = _conv2d(jnp.pad(packed, ((0, 0), (1, 1), (1, 1), (0, 0))), kernel, 0) + const_bias
-  padded = jnp.pad(packed, ((0, 0), (p + 1, p + 1), (p + 1, p + 1), (0, 0)))
-
-  def region(rows, cols):
-    return _direct_region(padded, kernel3d, bias3d, kernel2d, rows, cols, (h, w)) + bias2d
-
-  middle = jnp.concatenate([region((p, h - p), (0, p)), interior, region((p, h - p), (w - p, w))], axis=2)
-  return jnp.concatenate([region((0, p), (0, w)), middle, region((h - p, h), (0, w))], axis=1)
+  # Ring bands in Conv3d coordinates ([start, stop) rows, columns) and the Conv2d padding that maps
+  # each onto the k//2 border rows or columns it reaches. Top and bottom bands span the corners.
+  bands = (((-p, 0), (-p, w + p), ((0, 2 * p), (0, 0))),
+           ((h, h + p), (-p, w + p), ((2 * p, 0), (0, 0))),
+           ((0, h), (-p, 0), ((p, p), (0, 2 * p))),
+           ((0, h), (w, w + p), ((p, p), (2 * p, 0))))
+  # In `padded` (offset p + 1), a band's Conv3d reads one more row and column on each side.
+  padded, *regions = _with_regions(jnp.pad(packed, ((0, 0), (p + 1, p + 1), (p + 1, p + 1), (0, 0))),
+                                   tuple(((r0 + p, r1 + p + 2), (c0 + p, c1 + p + 2))
+                                         for (r0, r1), (c0, c1), _ in bands))
+  out = _conv2d(padded, kernel, 0) + const_bias   # [B, H, W, C]
+  corrections = [_conv2d_padded(_ring_band(region, kernel3d, bias3d), kernel2d, pad)
+                 for region, (*_, pad) in zip(regions, bands)]
+  top, bottom, left, right = corrections
+  out = out.at[:, :p].add(-top).at[:, h - p:].add(-bottom)
+  return out.at[:, :, :p].add(-left).at[:, :, w - p:].add(-right)
 
 
 def pack_conv(packed, packed_depth_major, kernel3d, bias3d, kernel2d, bias2d):

@@ -99,8 +99,8 @@ class PackNet01(nn.Module):
       parts = self._combine(stacking, level, unpacked, skips[level - 1])
       if up_inv is not None:
         parts.append(up_inv.astype(dt))
-      x = conv2d(widths[level - 1], _ICONV_KERNEL, 1, dtype=dt,
-                 name=f'iconv{level}')(jnp.concatenate(parts, axis=-1))
+      x = conv2d(widths[level - 1], _ICONV_KERNEL, 1, dtype=dt, name=f'iconv{level}',
+                 input_parts=tuple(part.shape[-1] for part in parts))(jnp.concatenate(parts, axis=-1))
       if level <= 4:
         inv = inv_depth(dtype=dt, name=f'disp{level}_layer')(x)
         inv_depths.insert(0, layers.to_float32(inv))
