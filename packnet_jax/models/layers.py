@@ -416,7 +416,7 @@ class PackLayerConv3d(nn.Module):
   """packing → Conv3d(1→d) → Conv2D(d·4C → C, k): [B,H,W,C] → [B,H/2,W/2,C].
 
   The Conv3d and Conv2D's convolution run as `pack_conv.pack_conv` (one fused
-  convolution where cheaper, exact at the border); the parameter tree is the
+  convolution where cheaper, with its border corrected); the parameter tree is the
   reference's ('conv3d', 'conv/conv_base', 'conv/normalize').
   """
   kernel_size: int
