@@ -151,7 +151,7 @@ def fused(packed, kernel3d, bias3d, kernel2d, bias2d):
   the Conv3d continued outside the image (its bias, and near the edge the taps
   that reach into the image). Those outside values occupy a ring k//2 wide; the
   Conv2d of the ring alone, subtracted from the k//2 outermost rows and columns,
-  gives the exact border. The ring is thin (k//2 rows or columns of the d·D-channel
+  gives the reference's border (to float rounding). The ring is thin (k//2 rows or columns of the d·D-channel
   map), so neither pass ever holds a Conv3d output over image rows.
 
   [B,H,W,D] → [B,H,W,C]; needs H, W > 2·(k//2).
