@@ -6,21 +6,23 @@ padded buffer and runs a VALID convolution, which measured 1.3-4x slower than th
 library's zero-padded convolution of the same input at the decoder's shapes.
 Reflection and zero padding only differ for the outermost ring of outputs, so:
 
-- the interior comes from the zero-padded ('SAME') convolution;
-- the top/bottom rows and left/right columns of the output are recomputed on
-  thin strips (the 3 input lines they see, reflection-padded along the strip),
-  in two convolution calls;
-- the pieces are concatenated, which XLA fuses into the consumer (bias, ELU).
+- the zero-padded ('SAME') convolution gives every output;
+- on the top/bottom rows and left/right columns, the taps that read zeros
+  outside the image are added again with the mirrored line's values: four thin
+  1×3 / 3×1 convolutions, added in place (no copy of the output).
 
 Every output is the same 9-tap sum as the reference's; only the order of the
 sum may differ. A 1-channel output (the disparity heads) is instead one matrix
 product to 9 per-tap channels followed by a sum of 9 shifted maps: a
 convolution with one output channel uses the library badly.
 
-(Measured with YNNPACK's convolutions, the CPU defaults until 2026-12. With
-XLA's own, the defaults now (utils/xla_flags.py), the strips are at par with the
-padded VALID convolution at the decoder's shapes, 0.93-1.07 of its time, and the
-1-channel heads still take a third of its time: 1.4 vs 4.5 ms at 192×640×16.)
+At the DepthResNet50 decoder's shapes (batch 1, 192×640, XLA's own convolutions,
+the CPU defaults, utils/xla_flags.py) this takes 0.84-0.92 of the time of the
+previous form, strips of 3 lines recomputed with the whole kernel and stitched to
+the interior (e.g. 16 → 16 at 192×640: 3.45 vs 4.11 ms, 96 → 32 at 96×320: 5.94 vs
+6.54), and 0.94-1.11 of the zero-padded convolution alone; the padded VALID
+convolution took 1.0-1.3 of it. The 1-channel heads take a third of the padded
+form's time (1.4 vs 4.5 ms at 192×640×16).
 
 `reflect_pad_conv` has `lax.conv_general_dilated`'s signature so it plugs into
 `nn.Conv(conv_general_dilated=...)` and the parameter tree stays the Conv's.
@@ -39,22 +41,26 @@ def _valid(x, kernel, precision):
   return lax.conv_general_dilated(x, kernel, (1, 1), 'VALID', dimension_numbers=NHWC, precision=precision)
 
 
-def _border_stitched(x, kernel, precision):
-  """Zero-padded conv inside, exact reflection-padded strips on the 1-pixel border."""
+def _border_corrected(x, kernel, precision):
+  """Zero-padded conv, plus on the 1-pixel border the taps that read the reflection instead of zeros.
+
+  A border output of the zero-padded conv misses the taps that fall outside the
+  image; reflection padding gives them the mirrored line (row 1 for row −1, ...).
+  Their sum is a 1×3 (rows) or 3×1 (columns) convolution of that mirrored line
+  with the matching kernel row or column, added in place to the border lines.
+  The corners' outside taps belong to the row corrections (the mirrored rows are
+  reflection-padded along the row, the mirrored columns zero-padded).
+  """
   height, width = x.shape[1:3]
-  inner = lax.conv_general_dilated(x, kernel, (1, 1), 'SAME', dimension_numbers=NHWC, precision=precision)
-  # Each strip holds the 3 input lines a border line sees, in reflected order. Top and
-  # bottom strips are laid side by side (left and right ones one above the other) so
-  # that each pair is one convolution call: every call packs the whole kernel, which
-  # costs as much as a strip's arithmetic. The 2 outputs across the seam are dropped.
-  top = _reflect(jnp.concatenate([x[:, 1:2], x[:, 0:2]], 1), rows=False, cols=True)
-  bottom = _reflect(jnp.concatenate([x[:, -2:], x[:, -2:-1]], 1), rows=False, cols=True)
-  rows = _valid(jnp.concatenate([top, bottom], 2), kernel, precision)  # [B, 1, 2W+2, O]
-  left = jnp.concatenate([x[:, :, 1:2], x[:, :, 0:2]], 2)
-  right = jnp.concatenate([x[:, :, -2:], x[:, :, -2:-1]], 2)
-  cols = _valid(jnp.concatenate([left, right], 1), kernel, precision)  # [B, 2H-2, 1, O]
-  middle = jnp.concatenate([cols[:, :height - 2], inner[:, 1:-1, 1:-1], cols[:, height:]], 2)
-  return jnp.concatenate([rows[:, :, :width], middle, rows[:, :, width + 2:]], 1)
+  out = lax.conv_general_dilated(x, kernel, (1, 1), 'SAME', dimension_numbers=NHWC, precision=precision)
+  conv = lambda line, taps, pad: lax.conv_general_dilated(line, taps, (1, 1), pad, dimension_numbers=NHWC,
+                                                          precision=precision)
+  top = conv(_reflect(x[:, 1:2], rows=False, cols=True), kernel[0:1], 'VALID')
+  bottom = conv(_reflect(x[:, height - 2:height - 1], rows=False, cols=True), kernel[2:3], 'VALID')
+  left = conv(x[:, :, 1:2], kernel[:, 0:1], [(1, 1), (0, 0)])
+  right = conv(x[:, :, width - 2:width - 1], kernel[:, 2:3], [(1, 1), (0, 0)])
+  out = out.at[:, :1].add(top).at[:, height - 1:].add(bottom)
+  return out.at[:, :, :1].add(left).at[:, :, width - 1:].add(right)
 
 
 def _tap_sum(x, kernel, precision):
@@ -81,7 +87,7 @@ def reflect_pad_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_d
     if 9 * rhs.shape[-1] <= channels:  # the per-tap products are no larger than the input
       return _tap_sum(lhs, rhs, precision)
     if use_border_strips(height, width, rhs.shape[-1]):
-      return _border_stitched(lhs, rhs, precision)
+      return _border_corrected(lhs, rhs, precision)
   return _valid(_reflect(lhs, rows=True, cols=True), rhs, precision)
 
 
@@ -96,10 +102,10 @@ def worth_rewriting(height, width, channels):
 
 
 def use_border_strips(height, width, out_channels):
-  """Whether the strips pay: the padded copy they avoid (H·W·C) outweighs the kernel (9·C·O).
+  """Whether the border corrections pay: the padded copy they avoid (H·W·C) outweighs the kernel (9·C·O).
 
-  Each strip call reads (and the CPU library packs) the whole kernel; on maps smaller
-  than that the padded copy is cheaper. At 192×640 this keeps DepthResNet's 6×20 and
+  The four correction calls read (and the CPU library packs) the kernel's outer rows
+  and columns; on maps smaller than the kernel the padded copy is cheaper. At 192×640 this keeps DepthResNet's 6×20 and
   12×40 decoder levels on the plain path (measured equal).
   """
   return height * width >= 9 * out_channels
