@@ -46,7 +46,7 @@ def per_part_input_grad(channels, conv_general_dilated=jax.lax.conv_general_dila
 
     def backward(saved, y_ct):
       x, w = saved
-      w_ct = jax.vjp(lambda w: apply(x, w), w)[1](y_ct)[0]
+      w_ct = jax.linear_transpose(lambda k: apply(x, k), w)(y_ct)[0]
       x_cts = []
       for start, stop in bounds:
         part = jax.ShapeDtypeStruct(x.shape[:-1] + (stop - start,), x.dtype)

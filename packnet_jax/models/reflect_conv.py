@@ -105,7 +105,7 @@ def use_border_strips(height, width, out_channels):
   """Whether the border corrections pay: the padded copy they avoid (H·W·C) outweighs the kernel (9·C·O).
 
   The four correction calls read (and the CPU library packs) the kernel's outer rows
-  and columns; on maps smaller than the kernel the padded copy is cheaper. At 192×640 this keeps DepthResNet's 6×20 and
-  12×40 decoder levels on the plain path (measured equal).
+  and columns; on maps smaller than the kernel the padded copy is cheaper. At 192×640
+  this keeps DepthResNet's 6×20 and 12×40 decoder levels on the plain path (measured equal).
   """
   return height * width >= 9 * out_channels
