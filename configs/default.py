@@ -55,7 +55,8 @@ def get_config():
   """Returns the default ConfigDict (see the module docstring)."""
   config = ml_collections.ConfigDict()
   config.name = ''
-  # Dtype of network activations ('float32' or 'bfloat16'); losses are float32.
+  # Dtype of network activations ('float32' or 'bfloat16'; losses float32), or 'float64' (CPU):
+  # everything float64, to tell float32 rounding noise from error (docs/reference.md).
   config.compute_dtype = 'float32'
 
   config.arch = ml_collections.ConfigDict(dict(

@@ -16,7 +16,7 @@ from packnet_jax.models import sfm_model
 # Choices that the code branches on; anything else is a typo.
 CHOICES = {
     'model.name': ('SelfSupModel', 'SemiSupModel', 'VelSupModel'),
-    'compute_dtype': tuple(registry.DTYPES),
+    'compute_dtype': registry.COMPUTE_DTYPES,
     'optim.name': ('Adam',),
     'optim.scheduler.name': ('StepLR',),
     'model.loss.photometric_reduce_op': ('min', 'mean'),

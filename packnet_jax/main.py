@@ -54,6 +54,16 @@ def _maybe_initialize_distributed(config):
   logging.info('jax.distributed: process %d of %d', jax.process_index(), jax.process_count())
 
 
+def _maybe_enable_float64(config):
+  """compute_dtype 'float64': jax_enable_x64 on now, before any array exists (ValueError off CPU)."""
+  if config.compute_dtype != 'float64':
+    return
+  import jax  # pylint: disable=import-outside-toplevel
+  from packnet_jax.models import registry  # pylint: disable=import-outside-toplevel
+  jax.config.update('jax_enable_x64', True)
+  registry.check_float64()
+
+
 class _QuietLibraries(logging_lib.Filter):
   """Drops orbax's per-checkpoint INFO chatter from the training log."""
 
@@ -69,6 +79,7 @@ def main(argv):
   try:
     config = FLAGS.config
     config_utils.validate_config(config)
+    _maybe_enable_float64(config)
   except OSError:
     path = config_flags.get_config_filename(FLAGS['config'])
     sys.exit(f'error: --config: cannot load {path!r} (a configs/*.py file with get_config(); '

@@ -77,7 +77,7 @@ class DepthDecoder(nn.Module):
 def scale_inv_depth(disp):
   """Sigmoid output → inverse depth in (1/MAX_DEPTH, 1/MIN_DEPTH) = (0.01, 10)."""
   min_inv, max_inv = 1.0 / MAX_DEPTH, 1.0 / MIN_DEPTH
-  return min_inv + (max_inv - min_inv) * layers.to_float32(disp)
+  return min_inv + (max_inv - min_inv) * layers.to_output_dtype(disp)
 
 
 class DepthResNet(nn.Module):
@@ -87,7 +87,7 @@ class DepthResNet(nn.Module):
     version: '18', '34' or '50' (an int or a trailing 'pt' is accepted; 'pt' gets torchvision's
       ImageNet encoder weights at init, see packnet_jax.train.imagenet_init).
     dropout: accepted for config compatibility, unused (as in the reference).
-    dtype: compute dtype; params float32, outputs float32.
+    dtype: compute dtype; params and outputs `layers.param_dtype(dtype)` (float32 unless float64).
     remat: 'none' | 'full' | 'save_conv' (config `model.remat`): jax.checkpoint
       around every encoder residual block and decoder conv block (`layers.remat`).
 

@@ -52,7 +52,7 @@ def conv(features, kernel_size, stride=1, padding=0, use_bias=True, *, name, dty
   if isinstance(kernel_size, int):
     kernel_size = (kernel_size, kernel_size)
   return Conv(features, kernel_size, strides=stride, padding=[(padding, padding)] * len(kernel_size),
-              use_bias=use_bias, dtype=dtype, param_dtype=jnp.float32, name=name,
+              use_bias=use_bias, dtype=dtype, param_dtype=param_dtype(dtype), name=name,
               conv_general_dilated=ordering.weights_read_late(conv_general_dilated or jax.lax.conv_general_dilated))
 
 
@@ -87,7 +87,7 @@ def spatial_sum(x, rows=16):
 
 
 class GroupNorm(nn.Module):
-  """torch GroupNorm(num_groups, C) on NHWC: biased two-pass variance, statistics in float32.
+  """torch GroupNorm(num_groups, C) on NHWC: biased two-pass variance, statistics in `param_dtype`.
 
   Same parameters as nn.GroupNorm ('scale', 'bias'). The statistics are per-channel
   sums over H, W (`spatial_sum`) folded into groups afterwards, and the
@@ -109,14 +109,14 @@ class GroupNorm(nn.Module):
     c = x.shape[-1]
     if c % self.num_groups:
       raise ValueError(f'GroupNorm: x: channels must be a multiple of {self.num_groups}, got shape {tuple(x.shape)}')
-    scale = self.param('scale', nn.initializers.ones, (c,), jnp.float32)
-    bias = self.param('bias', nn.initializers.zeros, (c,), jnp.float32)
+    scale = self.param('scale', nn.initializers.ones, (c,), param_dtype(self.dtype))
+    bias = self.param('bias', nn.initializers.zeros, (c,), param_dtype(self.dtype))
     return jax.checkpoint(self._normalize)(x, scale, bias)
 
   def _normalize(self, x, scale, bias):
     b, c = x.shape[0], x.shape[-1]
     g = self.num_groups
-    x32 = jnp.asarray(x, jnp.float32)
+    x32 = jnp.asarray(x, param_dtype(self.dtype))
     spatial = tuple(range(1, x.ndim - 1))
     count = (c // g) * functools.reduce(lambda n, axis: n * x.shape[axis], spatial, 1)
 
@@ -226,8 +226,18 @@ def check_pose_inputs(target, contexts, net_name, nb_ref_imgs=None):
                      f'got shape {tuple(contexts.shape)}')
 
 
-def to_float32(x):
-  return jnp.asarray(x, jnp.float32)
+def param_dtype(dtype):
+  """The dtype of parameters, normalisation statistics and outputs for compute dtype `dtype`.
+
+  float64 keeps everything in float64 (the noise-free run that float32 is measured against);
+  float32 and the 16-bit dtypes keep float32, so a 16-bit run rounds only its activations.
+  """
+  return jnp.float64 if jnp.dtype(dtype) == jnp.float64 else jnp.float32
+
+
+def to_output_dtype(x):
+  """A network output in `param_dtype(x.dtype)`: float32 from 16-bit activations, float64 stays."""
+  return jnp.asarray(x, param_dtype(x.dtype))
 
 
 def select_scales(inv_depths, train, all_scales=None):
@@ -385,8 +395,8 @@ class Conv3dUnit(nn.Module):
   dtype: Dtype = jnp.float32
 
   def setup(self):
-    self.kernel = self.param('kernel', nn.initializers.lecun_normal(), (3, 3, 3, 1, self.features), jnp.float32)
-    self.bias = self.param('bias', nn.initializers.zeros, (self.features,), jnp.float32)
+    self.kernel = self.param('kernel', nn.initializers.lecun_normal(), (3, 3, 3, 1, self.features), param_dtype(self.dtype))
+    self.bias = self.param('bias', nn.initializers.zeros, (self.features,), param_dtype(self.dtype))
 
   def weights(self):
     return self.kernel.astype(self.dtype), self.bias.astype(self.dtype)
@@ -405,8 +415,8 @@ class ConvWeights(nn.Module):
 
   def setup(self):
     shape = (self.kernel_size, self.kernel_size, self.in_features, self.features)
-    self.kernel = self.param('kernel', nn.initializers.lecun_normal(), shape, jnp.float32)
-    self.bias = self.param('bias', nn.initializers.zeros, (self.features,), jnp.float32)
+    self.kernel = self.param('kernel', nn.initializers.lecun_normal(), shape, param_dtype(self.dtype))
+    self.bias = self.param('bias', nn.initializers.zeros, (self.features,), param_dtype(self.dtype))
 
   def weights(self):
     return self.kernel.astype(self.dtype), self.bias.astype(self.dtype)

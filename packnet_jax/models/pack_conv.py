@@ -162,7 +162,8 @@ def fused(packed, kernel3d, bias3d, kernel2d, bias2d):
   p = k // 2
   if h <= 2 * p or w <= 2 * p:
     raise ValueError(f'pack_conv.fused: packed: H and W must exceed {2 * p}, got shape {tuple(packed.shape)}')
-  kernel = fused_kernel(kernel3d.astype(jnp.float32), kernel2d.astype(jnp.float32)).astype(kernel2d.dtype)
+  wide = jnp.promote_types(kernel2d.dtype, jnp.float32)  # 16-bit kernels are fused in float32
+  kernel = fused_kernel(kernel3d.astype(wide), kernel2d.astype(wide)).astype(kernel2d.dtype)
   # The Conv2d of the (constant) Conv3d bias, plus its own: exact wherever the Conv3d is.
   const_bias = bias2d + jnp.einsum('pqfzc,f->c', kernel2d.reshape(k, k, d, depth, c), bias3d,
                                    precision=jax.lax.Precision.HIGHEST)

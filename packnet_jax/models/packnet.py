@@ -25,7 +25,7 @@ class PackNet01(nn.Module):
     version: '1A' (concatenated skips) or '1B' (added skips).
     dropout: Dropout2d rate on the residual shortcuts (0 = off; train mode then
       needs a 'dropout' rng).
-    dtype: compute dtype; parameters stay float32, outputs are float32.
+    dtype: compute dtype; parameters and outputs are `layers.param_dtype(dtype)` (float32 unless float64).
     remat: 'none' | 'full' | 'save_conv' (config `model.remat`): jax.checkpoint
       around every block (stem convs, residual convs, packing, unpacking, iconv
       and inverse-depth layers); see `layers.remat`.
@@ -103,7 +103,7 @@ class PackNet01(nn.Module):
                  input_parts=tuple(part.shape[-1] for part in parts))(jnp.concatenate(parts, axis=-1))
       if level <= 4:
         inv = inv_depth(dtype=dt, name=f'disp{level}_layer')(x)
-        inv_depths.insert(0, layers.to_float32(inv))
+        inv_depths.insert(0, layers.to_output_dtype(inv))
         up_inv = layers.upsample_nearest2(inv)
     return layers.select_scales(inv_depths, train, all_scales)
 

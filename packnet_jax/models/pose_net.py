@@ -39,8 +39,8 @@ class ConvGN(nn.Module):
 
 
 def mean_pose_head(x, num_contexts):
-  """[B,h,w,6·N] → spatial mean ×0.01 → [B,N,6] (float32)."""
-  pose = jnp.mean(layers.to_float32(x), axis=(1, 2))
+  """[B,h,w,6·N] → spatial mean ×0.01 → [B,N,6] (float32, or float64 from float64 activations)."""
+  pose = jnp.mean(layers.to_output_dtype(x), axis=(1, 2))
   return POSE_SCALE * pose.reshape(pose.shape[0], num_contexts, 6)
 
 

@@ -1,4 +1,5 @@
 """Builds depth and pose networks by their reference class names (config `model.depth_net.name`)."""
+import jax
 import jax.numpy as jnp
 
 from packnet_jax.models.depth_resnet import DepthResNet
@@ -11,16 +12,36 @@ from packnet_jax.models.pose_resnet import PoseResNet
 NETWORKS = {'depth': 'depth_net', 'pose': 'pose_net'}
 # Compute dtypes by config name (`compute_dtype`, `--dtype`); parameters stay float32.
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16, 'float16': jnp.float16}
+# Training's `compute_dtype` also takes 'float64': everything float64, to measure float32's rounding
+# noise (CPU, with jax_enable_x64 on before any array is made; see `layers.param_dtype`).
+FLOAT64 = 'float64'
+COMPUTE_DTYPES = tuple(DTYPES) + (FLOAT64,)
 
 DEPTH_NETS = {'PackNet01': PackNet01, 'PackNetSlim01': PackNetSlim01, 'DepthResNet': DepthResNet}
 POSE_NETS = {'PoseNet': PoseNet, 'PoseResNet': PoseResNet}
 
 
 def dtype(name):
-  """The jnp dtype of a compute-dtype name ('float32' | 'bfloat16' | 'float16')."""
+  """The jnp dtype of a compute-dtype name ('float32' | 'bfloat16' | 'float16' | 'float64').
+
+  'float64' needs the CPU backend and jax_enable_x64 (else JAX would silently compute in float32).
+  """
+  if name == FLOAT64:
+    check_float64()
+    return jnp.float64
   if name not in DTYPES:
-    raise ValueError(f'dtype: expected one of {tuple(DTYPES)}, got {name!r}')
+    raise ValueError(f'dtype: expected one of {COMPUTE_DTYPES}, got {name!r}')
   return DTYPES[name]
+
+
+def check_float64():
+  """Raises a one-line ValueError unless float64 arrays are really float64 here (x64 on, CPU)."""
+  if jax.dtypes.canonicalize_dtype(jnp.float64) != jnp.float64:
+    raise ValueError("compute_dtype 'float64': needs jax_enable_x64 on before any array is made "
+                     "(packnet_jax.main turns it on; elsewhere call jax.config.update('jax_enable_x64', True))")
+  if jax.default_backend() != 'cpu':
+    raise ValueError(f"compute_dtype 'float64': CPU only (a measurement mode), this backend is "
+                     f"{jax.default_backend()!r}; run with JAX_PLATFORMS=cpu")
 
 
 def _lookup(table, name, kind):

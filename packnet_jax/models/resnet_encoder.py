@@ -26,7 +26,7 @@ class BatchNorm(nn.Module):
   Train mode normalises with the biased batch variance and updates
   `running_var` with the unbiased one (n/(n−1), n = B·H·W), unlike Flax's
   BatchNorm; train-mode calls must pass mutable=['batch_stats'].
-  Variables: params scale/bias, batch_stats mean/var (statistics in float32).
+  Variables: params scale/bias, batch_stats mean/var (statistics in `layers.param_dtype`).
   """
   momentum: float = 0.1
   epsilon: float = 1e-5
@@ -35,11 +35,12 @@ class BatchNorm(nn.Module):
   @nn.compact
   def __call__(self, x, train=False):
     c = x.shape[-1]
-    scale = self.param('scale', nn.initializers.ones, (c,), jnp.float32)
-    bias = self.param('bias', nn.initializers.zeros, (c,), jnp.float32)
-    ra_mean = self.variable('batch_stats', 'mean', lambda: jnp.zeros((c,), jnp.float32))
-    ra_var = self.variable('batch_stats', 'var', lambda: jnp.ones((c,), jnp.float32))
-    x32 = jnp.asarray(x, jnp.float32)
+    stats_dtype = layers.param_dtype(self.dtype)
+    scale = self.param('scale', nn.initializers.ones, (c,), stats_dtype)
+    bias = self.param('bias', nn.initializers.zeros, (c,), stats_dtype)
+    ra_mean = self.variable('batch_stats', 'mean', lambda: jnp.zeros((c,), stats_dtype))
+    ra_var = self.variable('batch_stats', 'var', lambda: jnp.ones((c,), stats_dtype))
+    x32 = jnp.asarray(x, stats_dtype)
     if train:
       axes = tuple(range(x.ndim - 1))
       mean = jnp.mean(x32, axes)
@@ -120,7 +121,7 @@ class ResNet(nn.Module):
       features.append(x)
     if self.is_initializing():
       # The classifier is never used, but exists in the reference state dict.
-      nn.Dense(1000, dtype=dt, param_dtype=jnp.float32, name='fc')(jnp.zeros((1, x.shape[-1]), dt))
+      nn.Dense(1000, dtype=dt, param_dtype=layers.param_dtype(dt), name='fc')(jnp.zeros((1, x.shape[-1]), dt))
     return features
 
 
@@ -132,7 +133,7 @@ class ResnetEncoder(nn.Module):
 
   @nn.compact
   def __call__(self, x, train=False):
-    x = (jnp.asarray(x, jnp.float32) - 0.45) / 0.225
+    x = (jnp.asarray(x, layers.param_dtype(self.dtype)) - 0.45) / 0.225
     return ResNet(self.num_layers, dtype=self.dtype, remat=self.remat, name='encoder')(x.astype(self.dtype), train)
 
 

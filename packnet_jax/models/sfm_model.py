@@ -29,6 +29,7 @@ from packnet_jax.losses.photometric import multiview_photometric_loss
 from packnet_jax.losses.reprojected_distance import reprojected_distance_loss
 from packnet_jax.losses.supervised import supervised_loss
 from packnet_jax.losses.velocity import velocity_loss
+from packnet_jax.models import layers
 
 MODELS = ('SelfSupModel', 'SemiSupModel', 'VelSupModel')
 REPROJECTED_METHODS = ('reprojected', 'sparse-reprojected')
@@ -76,7 +77,7 @@ class SfmModel(nn.Module):
   def poses(self, rgb, rgb_context, train=False):
     """Target → context poses [B,N,4,4] (used as the contexts' Tcw)."""
     vec = self.pose_net(rgb, rgb_context, train=train)
-    return pose_vec_to_mat(vec.astype(jnp.float32), self.rotation_mode)
+    return pose_vec_to_mat(vec.astype(layers.param_dtype(vec.dtype)), self.rotation_mode)
 
   def __call__(self, rgb, rgb_context=None, flip=False, train=False):
     """Returns (inv_depths list, poses [B,N,4,4] or None)."""
@@ -169,13 +170,15 @@ def sfm_loss(inv_depths, poses, batch, opts, progress=0.0):
     progress: training progress in [0, 1] (progressive scaling; a no-op in the reference).
 
   Returns:
-    (loss scalar float32, metrics dict of float32 scalars). The metrics keep the
+    (loss scalar, metrics dict of scalars), float32, or float64 when the inverse depths
+    are float64 (compute dtype 'float64'). The metrics keep the
     reference's names: 'photometric_loss' (which, as in the reference, holds the
     photometric + smoothness total), 'smoothness_loss', 'supervised_loss',
     'velocity_loss'.
   """
+  dtype = layers.param_dtype(inv_depths[0].dtype)
   metrics = {}
-  loss = jnp.zeros((), jnp.float32)
+  loss = jnp.zeros((), dtype)
   self_weight = 1.0
   if opts.model == 'SemiSupModel':
     w = opts.supervised_loss_weight
@@ -195,8 +198,8 @@ def sfm_loss(inv_depths, poses, batch, opts, progress=0.0):
     vel = velocity_loss(poses, batch['pose_context'])
     metrics['velocity_loss'] = vel
     loss = loss + opts.velocity_loss_weight * vel
-  metrics = {k: jnp.asarray(v, jnp.float32).reshape(()) for k, v in metrics.items()}
-  return loss.astype(jnp.float32), metrics
+  metrics = {k: jnp.asarray(v, dtype).reshape(()) for k, v in metrics.items()}
+  return loss.astype(dtype), metrics
 
 
 def init_variables(model, rng, image_shape, num_context=2, batch_size=1):

@@ -30,6 +30,7 @@ import numpy as np
 import optax
 
 from packnet_jax.data import jitter
+from packnet_jax.models import layers
 from packnet_jax.models import sfm_model
 from packnet_jax.train import guarded_update
 from packnet_jax.train.device_layout import AXIS_NAME
@@ -64,6 +65,12 @@ def apply_colour_jitter(batch):
   return batch
 
 
+def cast_floats(batch, dtype):
+  """The batch's floating arrays in `dtype` (a float64 model gets float64 images and intrinsics)."""
+  return {k: v.astype(dtype) if jnp.issubdtype(v.dtype, jnp.floating) and v.dtype != dtype else v
+          for k, v in batch.items()}
+
+
 def _inject_nonfinite(loss, step, steps):
   """Test hook: makes the loss NaN at the listed steps."""
   if not steps:
@@ -88,9 +95,10 @@ def make_train_step(model, loss_options, *, flip_lr_prob=0.5, axis_name=None,
     train_step(state, batch, rng) -> (new_state, metrics dict of scalars).
   """
   progress_fn = progress_fn or (lambda step: 0.0)
+  float_dtype = layers.param_dtype(model.depth_net.dtype)
 
   def train_step(state, batch, rng):
-    batch = apply_colour_jitter(batch)
+    batch = cast_floats(apply_colour_jitter(batch), float_dtype)
     flip_rng, dropout_rng = jax.random.split(rng)
     flip = jax.random.uniform(flip_rng) < flip_lr_prob
     if axis_name is not None:
@@ -131,8 +139,8 @@ def make_train_step(model, loss_options, *, flip_lr_prob=0.5, axis_name=None,
     for net, norm_name in (('depth_net', 'grad_norm_depth'), ('pose_net', 'grad_norm_pose')):
       if net in grads:
         metrics[norm_name] = optax.global_norm(grads[net])
-    metrics['grads_finite'] = grads_finite.astype(jnp.float32)
-    metrics['flip'] = flip.astype(jnp.float32)
+    metrics['grads_finite'] = grads_finite.astype(loss.dtype)
+    metrics['flip'] = flip.astype(loss.dtype)
     metrics['bad_streak'] = new_state.bad_streak
     metrics['skipped_steps'] = new_state.skipped_steps
     return new_state, metrics
