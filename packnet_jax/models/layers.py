@@ -395,7 +395,8 @@ class Conv3dUnit(nn.Module):
   dtype: Dtype = jnp.float32
 
   def setup(self):
-    self.kernel = self.param('kernel', nn.initializers.lecun_normal(), (3, 3, 3, 1, self.features), param_dtype(self.dtype))
+    self.kernel = self.param('kernel', nn.initializers.lecun_normal(), (3, 3, 3, 1, self.features),
+                             param_dtype(self.dtype))
     self.bias = self.param('bias', nn.initializers.zeros, (self.features,), param_dtype(self.dtype))
 
   def weights(self):
