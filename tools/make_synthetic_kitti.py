@@ -11,7 +11,7 @@ self-supervision can learn depth from them. Written (docs/reference.md §6.1 lay
   DIR/2011_09_26/calib_{cam_to_cam,velo_to_cam,imu_to_velo}.txt
   DIR/2011_09_26/2011_09_26_drive_0001_sync/
       image_02/data/N.png, image_03/data/N.png   (stereo pair, baseline 0.54 m)
-      oxts/data/N.txt                             (GPS/IMU packets → the same poses)
+      oxts/data/N.txt                             (30-field GPS/IMU packets → the same poses)
       velodyne_points/data/N.bin                  (lidar-like scan, float32 x,y,z,r)
       proj_depth/velodyne/image_0X/N.npz          (sparse, key velodyne_depth)
       proj_depth/groundtruth/image_0X/N.png       (dense, uint16 depth·256; sky = 0)
@@ -236,8 +236,12 @@ def oxts_packet(T_world_imu):
   lat = 360.0 / np.pi * np.arctan(np.exp(ty / (scale * EARTH_RADIUS))) - 90.0
   R = T_world_imu[:3, :3]
   yaw, pitch, roll = np.arctan2(R[1, 0], R[0, 0]), np.arcsin(-R[2, 0]), np.arctan2(R[2, 1], R[2, 2])
-  rest = [0.0] * 20 + [4, 10, 4, 4, 0]  # velocities/accelerations/accuracies/status: unused.
-  return ' '.join(repr(float(v)) for v in [lat, lon, tz, roll, pitch, yaw]) + ' ' + ' '.join(map(str, rest))
+  # KITTI's 30 fields (dataformat.txt): the 6 above, then 5 velocities, 6 accelerations and
+  # 6 angular rates (unused by the readers: zeros), then position / velocity accuracy and the
+  # navstat, numsats, posmode, velmode, orimode status integers (plausible constants).
+  motion = [0.0] * 17
+  status = [0.5, 0.05, 4, 10, 4, 4, 0]
+  return ' '.join(repr(float(v)) for v in [lat, lon, tz, roll, pitch, yaw] + motion) + ' ' + ' '.join(map(str, status))
 
 
 def lidar_points(depth, K, rng):

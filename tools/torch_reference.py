@@ -41,7 +41,13 @@ def _missing(name):
 
 
 def _torchvision_stand_in():
-  """torchvision.models with the ResNet pieces the reference subclasses (no pretrained weights)."""
+  """torchvision.models with the ResNet pieces the reference subclasses (no pretrained weights).
+
+  Its ResNet initialises itself as torchvision's constructor does (Conv2d weights
+  kaiming_normal_ with fan_out and the ReLU gain, BatchNorm 1 / 0, `fc` left at
+  torch's default), so the reference's from-scratch DepthResNet starts from the
+  same distributions as with the real torchvision (tools/make_init_statistics.py).
+  """
   import torch.nn as nn  # pylint: disable=import-outside-toplevel
 
   def conv(cin, cout, k, stride=1):
@@ -86,6 +92,13 @@ def _torchvision_stand_in():
       for i, planes in enumerate((64, 128, 256, 512)):
         setattr(self, f'layer{i + 1}', self._make_layer(block, planes, layers[i], 1 if i == 0 else 2))
       self.avgpool, self.fc = nn.AdaptiveAvgPool2d(1), nn.Linear(512 * block.expansion, num_classes)
+      # torchvision's constructor initialisation (`fc` keeps torch's default Linear one).
+      for module in self.modules():
+        if isinstance(module, nn.Conv2d):
+          nn.init.kaiming_normal_(module.weight, mode='fan_out', nonlinearity='relu')
+        elif isinstance(module, nn.BatchNorm2d):
+          nn.init.ones_(module.weight)
+          nn.init.zeros_(module.bias)
 
     def _make_layer(self, block, planes, blocks, stride=1):
       downsample = None
@@ -133,6 +146,13 @@ def _install_stand_ins():
   try:
     from matplotlib.cm import get_cmap  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
   except ImportError:
+    try:  # matplotlib >= 3.9 (requirements-tools.txt) moved get_cmap to the colormap registry
+      import matplotlib  # pylint: disable=import-outside-toplevel
+      import matplotlib.cm  # pylint: disable=import-outside-toplevel
+      matplotlib.cm.get_cmap = lambda name: matplotlib.colormaps[name]
+    except ImportError:
+      pass
+  if 'get_cmap' not in getattr(sys.modules.get('matplotlib.cm'), '__dict__', {}):
     matplotlib, cm = types.ModuleType('matplotlib'), types.ModuleType('matplotlib.cm')
     cm.get_cmap = lambda name: None  # only used to colour images
     matplotlib.cm = cm
