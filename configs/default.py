@@ -137,6 +137,12 @@ def get_config():
       max_consecutive_nonfinite=10,
       # Test hook: steps whose loss is multiplied by NaN inside the train step.
       inject_nonfinite_steps=(),
+      # Depth-collapse report (train/collapse.py): a constant inverse depth (per-image std/mean
+      # below collapse_spread) with a vanished depth gradient (global norm below
+      # collapse_grad_norm) for collapse_patience consecutive steps; 0 patience = off.
+      collapse_spread=1e-3,
+      collapse_grad_norm=1e-5,
+      collapse_patience=10,
   ))
 
   config.checkpoint = ml_collections.ConfigDict(dict(

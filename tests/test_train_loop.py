@@ -97,7 +97,10 @@ def test_semisup_and_velsup_train(tmp_path, model, term, monkeypatch):
     assert metrics['grads_finite'] == 1.0
     # Adam moves every network with a non-zero gradient.
     assert metrics['update_norm_depth_net'] > 0 and metrics['update_norm_pose_net'] > 0
+    # A learning run is not reported as collapsed (tests/test_collapse.py has the collapsing one).
+    assert metrics['inv_depth_spread'] > 1e-2 and metrics['grad_norm_depth'] > 1e-5, metrics
     grads.setdefault('n', 0)
+  assert result.collapsed_at is None
   # Each term went to the metric writer (TensorBoard event file in the workdir).
   assert list(tmp_path.glob('events.out.tfevents.*'))
 

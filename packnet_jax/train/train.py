@@ -30,6 +30,7 @@ from packnet_jax.eval import predict as predict_lib
 from packnet_jax.eval import report
 from packnet_jax.eval import runner
 from packnet_jax.train import checkpointing
+from packnet_jax.train import collapse
 from packnet_jax.train import continue_from_ckpt
 from packnet_jax.train import logging as train_logging
 from packnet_jax.train import model_init
@@ -58,6 +59,7 @@ class TrainResult:
   state: TrainState          # host copy, unreplicated
   eval_metrics: dict         # last validation results ({} if none)
   history: list              # metrics of the last HISTORY_STEPS steps run by this call
+  collapsed_at: int | None = None  # step at which the depth net collapsed (and stayed), else None
 
 
 def _nonfinite_terms(metrics):
@@ -147,6 +149,10 @@ def run_validation(config, model, host_state, writer, step, workdir):
   if jax.process_index() == 0:
     report.write_json(os.path.join(workdir, workdir_lib.VALIDATION_FILE), dict(results, step=step))
   logging.info('validation at step %d: %s', step, report.summary_line(results))
+  scaled, baseline = results['depth_gt']['abs_rel'], results['median_baseline_gt']['abs_rel']
+  if scaled >= 0.99 * baseline:
+    logging.warning('validation at step %d: median-scaled AbsRel %.4f is no better than the constant-depth '
+                    'baseline %.4f: the depth net has not learned (yet)', step, scaled, baseline)
   return results
 
 
@@ -176,8 +182,9 @@ class _StepReader:
   went into a step is donated to it and must never be read afterwards.
   """
 
-  def __init__(self, layout, max_consecutive_nonfinite, manager):
+  def __init__(self, layout, max_consecutive_nonfinite, manager, collapse_monitor, writer):
     self.layout, self.limit, self.manager = layout, max_consecutive_nonfinite, manager
+    self.collapse, self.writer = collapse_monitor, writer
     self.pending = None   # (step, device metrics) of the newest step not read yet
     self.history = collections.deque(maxlen=HISTORY_STEPS)
 
@@ -195,6 +202,7 @@ class _StepReader:
   def _read(self, step, metrics):
     metrics = {k: float(v) for k, v in self.layout.host(metrics).items()}
     self.history.append(metrics)
+    collapse.report(self.collapse, self.writer, step + 1, metrics)
     streak = int(metrics['bad_streak'])
     if streak:
       terms = _nonfinite_terms(metrics)
@@ -253,7 +261,8 @@ def train_and_evaluate(config, workdir):
   eval_results = {}
   if config.arch.validate_first and start_step == 0 and eval_every > 0:
     eval_results = run_validation(config, model, host_state, writer, 0, workdir)
-  reader = _StepReader(layout, config.train.max_consecutive_nonfinite, manager)
+  collapse_monitor = collapse.CollapseMonitor.from_config(config.train)
+  reader = _StepReader(layout, config.train.max_consecutive_nonfinite, manager, collapse_monitor, writer)
   t_log, n_log = time.time(), 0
   logging.info('training %s: steps %d → %d (%d per epoch), global batch %d on %d device(s)',
                config.name or 'model', start_step, total_steps, steps_per_epoch, global_batch,
@@ -272,7 +281,8 @@ def train_and_evaluate(config, workdir):
       metrics = reader.flush()
       elapsed = max(time.time() - t_log, 1e-9)
       opt_steps = done - int(metrics['skipped_steps'])
-      scalars = dict(metrics, lr_depth=float(schedules['depth'](opt_steps)),
+      scalars = dict(metrics, depth_collapsed=float(collapse_monitor.collapsed_at is not None),
+                     lr_depth=float(schedules['depth'](opt_steps)),
                      lr_pose=float(schedules['pose'](opt_steps)), epoch=done / steps_per_epoch,
                      steps_per_sec=n_log / elapsed, images_per_sec=n_log * global_batch / elapsed)
       writer.write_scalars(done, {f'train/{k}': v for k, v in scalars.items()})
@@ -298,5 +308,9 @@ def train_and_evaluate(config, workdir):
   if eval_every >= 0:
     eval_results = run_validation(config, model, host_state, writer, total_steps, workdir)
     print(f'final evaluation (step {total_steps}): {report.summary_line(eval_results)}', flush=True)
+  if collapse_monitor.status_line():
+    logging.warning('%s', collapse_monitor.status_line())
+    print(collapse_monitor.status_line(), flush=True)
   writer.flush()
-  return TrainResult(state=host_state, eval_metrics=eval_results, history=list(reader.history))
+  return TrainResult(state=host_state, eval_metrics=eval_results, history=list(reader.history),
+                     collapsed_at=collapse_monitor.collapsed_at)

@@ -21,7 +21,8 @@
    batch_stats and opt_state stay as they were, `skipped_steps` and
    `bad_streak` count it. `step` always advances (it is the data position).
 5. The metrics carry everything the host loop reads after the step
-   (`bad_streak`, `skipped_steps`, gradient norms): the input state is donated,
+   (`bad_streak`, `skipped_steps`, gradient norms, the inverse depth's spread for
+   the collapse monitor, train/collapse.py): the input state is donated,
    so the loop must never read it once the next step has been dispatched.
 """
 import jax
@@ -32,6 +33,7 @@ import optax
 from packnet_jax.data import jitter
 from packnet_jax.models import layers
 from packnet_jax.models import sfm_model
+from packnet_jax.train import collapse
 from packnet_jax.train import guarded_update
 from packnet_jax.train.device_layout import AXIS_NAME
 # Batch entries the step reads (strings such as file names stay on the host).
@@ -115,6 +117,8 @@ def make_train_step(model, loss_options, *, flip_lr_prob=0.5, axis_name=None,
       loss, metrics = sfm_model.sfm_loss(inv_depths, poses, batch, loss_options,
                                          progress=progress_fn(state.step))
       loss = _inject_nonfinite(loss, state.step, inject_nonfinite_steps)
+      metrics = dict(metrics, **{collapse.SPREAD_METRIC: collapse.inv_depth_spread(
+          jax.lax.stop_gradient(inv_depths[0]))})
       return loss, (metrics, updates.get('batch_stats', {}))
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
