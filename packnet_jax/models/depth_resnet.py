@@ -9,7 +9,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from packnet_jax.models import layers, reflect_conv
+from packnet_jax.models import initializers, layers, reflect_conv
 from packnet_jax.models.resnet_encoder import ResnetEncoder, parse_resnet_version
 
 DECODER_WIDTHS = (16, 32, 64, 128, 256)
@@ -18,7 +18,7 @@ MAX_DEPTH = 100.0
 
 
 class Conv3x3(nn.Module):
-  """ReflectionPad(1) → Conv3×3 with bias (child 'conv')."""
+  """ReflectionPad(1) → Conv3×3 with bias (child 'conv'), initialised as torch's default Conv2d."""
   features: int
   dtype: Any = jnp.float32
 
@@ -26,7 +26,9 @@ class Conv3x3(nn.Module):
   def __call__(self, x):
     # Same result as jnp.pad(x, mode='reflect') before the conv, computed faster (see reflect_conv).
     return layers.conv(self.features, 3, 1, 0, name='conv', dtype=self.dtype,
-                       conv_general_dilated=reflect_conv.reflect_pad_conv)(x)
+                       conv_general_dilated=reflect_conv.reflect_pad_conv,
+                       kernel_init=initializers.torch_default_kernel,
+                       bias_init=initializers.torch_default_bias(initializers.conv_fan_in(x.shape[-1], 3)))(x)
 
 
 class ConvBlock(nn.Module):

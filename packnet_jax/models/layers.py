@@ -18,6 +18,7 @@ import jax.numpy as jnp
 from jax.ad_checkpoint import checkpoint_name
 
 from packnet_jax.models import concat_conv
+from packnet_jax.models import initializers
 from packnet_jax.models import pack_conv
 from packnet_jax.utils import ordering
 
@@ -40,19 +41,22 @@ class Conv(nn.Conv):
 
 
 def conv(features, kernel_size, stride=1, padding=0, use_bias=True, *, name, dtype=jnp.float32,
-         conv_general_dilated=None):
+         conv_general_dilated=None, kernel_init=initializers.xavier_uniform, bias_init=initializers.zeros):
   """A 2-D convolution with explicit symmetric padding.
 
   torch pads both sides equally; Flax 'SAME' would put the odd pad at the end
   for strided convs, so padding is always given explicitly. `conv_general_dilated`
   replaces `lax.conv_general_dilated` (same signature, same parameters). Its
   backward pass transposes the kernel only once it is needed
-  (`ordering.weights_read_late`).
+  (`ordering.weights_read_late`). The default initialisers are those of the
+  reference's own networks (PackNet01/PackNetSlim01 and PoseNet `init_weights`:
+  xavier_uniform_, zero bias); the ResNet parts pass torchvision's or torch's default.
   """
   if isinstance(kernel_size, int):
     kernel_size = (kernel_size, kernel_size)
   return Conv(features, kernel_size, strides=stride, padding=[(padding, padding)] * len(kernel_size),
               use_bias=use_bias, dtype=dtype, param_dtype=param_dtype(dtype), name=name,
+              kernel_init=kernel_init, bias_init=bias_init,
               conv_general_dilated=ordering.weights_read_late(conv_general_dilated or jax.lax.conv_general_dilated))
 
 
@@ -395,7 +399,8 @@ class Conv3dUnit(nn.Module):
   dtype: Dtype = jnp.float32
 
   def setup(self):
-    self.kernel = self.param('kernel', nn.initializers.lecun_normal(), (3, 3, 3, 1, self.features),
+    # The reference's PackNet init_weights: xavier_uniform_ (fans over the 3×3×3 taps), zero bias.
+    self.kernel = self.param('kernel', initializers.xavier_uniform, (3, 3, 3, 1, self.features),
                              param_dtype(self.dtype))
     self.bias = self.param('bias', nn.initializers.zeros, (self.features,), param_dtype(self.dtype))
 
@@ -408,7 +413,7 @@ class Conv3dUnit(nn.Module):
 
 
 class ConvWeights(nn.Module):
-  """The parameters of an nn.Conv (same names, shapes and initialisers), for a fused convolution."""
+  """The parameters of a `conv` (same names, shapes and initialisers), for a fused convolution."""
   features: int
   kernel_size: int
   in_features: int
@@ -416,7 +421,7 @@ class ConvWeights(nn.Module):
 
   def setup(self):
     shape = (self.kernel_size, self.kernel_size, self.in_features, self.features)
-    self.kernel = self.param('kernel', nn.initializers.lecun_normal(), shape, param_dtype(self.dtype))
+    self.kernel = self.param('kernel', initializers.xavier_uniform, shape, param_dtype(self.dtype))
     self.bias = self.param('bias', nn.initializers.zeros, (self.features,), param_dtype(self.dtype))
 
   def weights(self):

@@ -3,7 +3,9 @@
 One implementation parametrised by the channel widths and the number of 3-D
 features; the two public classes only differ in those class constants.
 `version` is read as the reference does: only `version[1:]` matters, 'A' =
-concatenate the skip, 'B' = add it.
+concatenate the skip, 'B' = add it. Initialised as the reference's `init_weights`:
+every Conv2d and Conv3d kernel xavier_uniform_ with zero bias (the default of
+`layers.conv`, and of the Conv3d and fused-conv weights in layers.py), GroupNorm 1 / 0.
 """
 from typing import Any
 

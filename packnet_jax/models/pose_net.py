@@ -4,6 +4,8 @@ Input: channel concatenation [target, context_0, ..., context_{N-1}] in [0,1]
 (no normalisation); seven stride-2 Conv+GroupNorm+ReLU blocks `conv1..conv7`
 (children '0' = conv, '1' = GroupNorm), `pose_pred` 1×1 conv to 6·N, spatial
 mean, ×0.01. Output [B,N,6] = (tx, ty, tz, rx, ry, rz) per context.
+Initialised as the reference's `init_weights`: xavier_uniform_ kernels and zero
+biases (the default of `layers.conv`), GroupNorm 1 / 0.
 """
 from typing import Any
 

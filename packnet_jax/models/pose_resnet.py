@@ -11,7 +11,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from packnet_jax.models import layers
+from packnet_jax.models import initializers, layers
 from packnet_jax.models.pose_net import mean_pose_head
 from packnet_jax.models.resnet_encoder import ResnetEncoder, parse_resnet_version
 
@@ -19,14 +19,19 @@ _NUM_FRAMES = 2  # The reference decoder always predicts for 2 frames; slot 0 is
 
 
 class PoseDecoderNet(nn.Module):
-  """The reference `net` ModuleList: '0' squeeze 1×1 → ReLU, '1','2' 3×3 → ReLU, '3' 1×1 → 6·2."""
+  """The reference `net` ModuleList: '0' squeeze 1×1 → ReLU, '1','2' 3×3 → ReLU, '3' 1×1 → 6·2.
+
+  No init of its own in the reference: torch's default Conv2d initialisation.
+  """
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x):
     specs = ((256, 1, 0), (256, 3, 1), (256, 3, 1), (6 * _NUM_FRAMES, 1, 0))
     for i, (features, k, p) in enumerate(specs):
-      x = layers.conv(features, k, 1, p, name=str(i), dtype=self.dtype)(x)
+      x = layers.conv(features, k, 1, p, name=str(i), dtype=self.dtype,
+                      kernel_init=initializers.torch_default_kernel,
+                      bias_init=initializers.torch_default_bias(initializers.conv_fan_in(x.shape[-1], k)))(x)
       if i < len(specs) - 1:
         x = nn.relu(x)
     return x

@@ -5,6 +5,10 @@ wrapped like the reference `ResnetEncoder`: input normalised with
 (x − 0.45) / 0.225, returns the 5 feature maps [f0 @½, f1 @¼, f2 @⅛, f3 @1/16,
 f4 @1/32]. The unused classifier `fc` is created at init so parameter counts and
 checkpoints match the reference. Any number of input channels (3 or 6).
+
+Initialisation as torchvision's ResNet constructor (and the reference's
+multi-image ResNet, which repeats it): convolutions kaiming_normal_ with fan_out
+and the ReLU gain, BatchNorm 1 / 0; `fc` keeps torch's default Linear init.
 """
 import functools
 from typing import Any
@@ -12,7 +16,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from packnet_jax.models import layers
+from packnet_jax.models import initializers, layers
 from packnet_jax.models.max_pool import max_pool_3x3_s2
 
 # num_layers → (block type, blocks per stage).
@@ -64,7 +68,8 @@ class Downsample(nn.Module):
 
   @nn.compact
   def __call__(self, x, train=False):
-    x = layers.conv(self.features, 1, self.stride, 0, use_bias=False, name='0', dtype=self.dtype)(x)
+    x = layers.conv(self.features, 1, self.stride, 0, use_bias=False, name='0', dtype=self.dtype,
+                    kernel_init=initializers.kaiming_normal_fan_out)(x)
     return BatchNorm(dtype=self.dtype, name='1')(x, train)
 
 
@@ -85,7 +90,8 @@ class ResNetBlock(nn.Module):
       convs = [(self.planes, 1, 1, 0), (self.planes, 3, self.stride, 1), (out_features, 1, 1, 0)]
     out = x
     for i, (features, k, s, p) in enumerate(convs, start=1):
-      out = layers.conv(features, k, s, p, use_bias=False, name=f'conv{i}', dtype=dt)(out)
+      out = layers.conv(features, k, s, p, use_bias=False, name=f'conv{i}', dtype=dt,
+                        kernel_init=initializers.kaiming_normal_fan_out)(out)
       out = BatchNorm(dtype=dt, name=f'bn{i}')(out, train)
       if i < len(convs):
         out = nn.relu(out)
@@ -110,7 +116,8 @@ class ResNet(nn.Module):
       raise ValueError(f'ResNet: num_layers: expected one of {sorted(RESNET_STAGES)}, got {self.num_layers!r}')
     kind, blocks = RESNET_STAGES[self.num_layers]
     dt = self.dtype
-    x = layers.conv(64, 7, 2, 3, use_bias=False, name='conv1', dtype=dt)(x)
+    x = layers.conv(64, 7, 2, 3, use_bias=False, name='conv1', dtype=dt,
+                    kernel_init=initializers.kaiming_normal_fan_out)(x)
     features = [nn.relu(BatchNorm(dtype=dt, name='bn1')(x, train))]
     x = max_pool_3x3_s2(features[0])
     for i, (planes, num_blocks) in enumerate(zip((64, 128, 256, 512), blocks)):
@@ -121,7 +128,9 @@ class ResNet(nn.Module):
       features.append(x)
     if self.is_initializing():
       # The classifier is never used, but exists in the reference state dict.
-      nn.Dense(1000, dtype=dt, param_dtype=layers.param_dtype(dt), name='fc')(jnp.zeros((1, x.shape[-1]), dt))
+      nn.Dense(1000, dtype=dt, param_dtype=layers.param_dtype(dt), name='fc',
+               kernel_init=initializers.torch_default_kernel,
+               bias_init=initializers.torch_default_bias(x.shape[-1]))(jnp.zeros((1, x.shape[-1]), dt))
     return features
 
 
