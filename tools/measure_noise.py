@@ -1,10 +1,16 @@
-"""Observed error vs float32 noise vs tolerance, for every parity check of the test suite.
+"""Observed error vs float32 noise vs tolerance, for every parity check; and the noise of 5 training steps.
 
     python tools/measure_noise.py [--only SUBSTRING] [--both_xla] [--json OUT.json]
+    python tools/measure_noise.py training [--depth_net DepthResNet --version 18] [--scenario S] [--json OUT]
 
-Every parity check registered with `tests/noise.py` (`@noise.parity_check`) is run twice: in float32,
-as the tests run it, and in float64 (x64 enabled, and every float32 cast inside packnet_jax.models
-turned into float64, so BatchNorm statistics and heads are float64 too). One line per comparison:
+`training`: 5 Adam steps of the self-supervised objective in float32 and in float64 from the same
+start (tools/training_noise.py), per step the loss difference and the median / 90th percentile over
+all parameter tensors of the gradients' and the updated parameters' relative differences, next to
+torch's own figures (tests/fixtures/reference/training_noise.json) and their ratio.
+
+Otherwise every parity check registered with `tests/noise.py` (`@noise.parity_check`) is run twice: in
+float32, as the tests run it, and in float64 (x64 enabled, models in compute dtype float64, so
+parameters, BatchNorm statistics and heads are float64 too). One line per comparison:
 
   observed   max |ours_f32 − reference| (what the test sees)
   noise      max |ours_f32 − ours_f64|  (float32 rounding of our computation)
@@ -20,17 +26,15 @@ worst of the two per comparison. The whole run takes about 10 minutes of CPU tim
 networks dominate); `--only test_geometry` and the like measure a part.
 """
 import argparse
-import contextlib
 import importlib
 import json
 import os
 import pathlib
 import subprocess
 import sys
-import types
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path[:0] = [str(REPO), str(REPO / 'tools')]
 from packnet_jax.utils import xla_flags  # pylint: disable=wrong-import-position
 
 TESTS = REPO / 'tests'
@@ -43,33 +47,6 @@ XLA_VARIANTS = {
 PARITY_MODULES = ('test_geometry', 'test_photometric_loss', 'test_ssim_smoothness', 'test_supervised_loss',
                   'test_reprojected_distance', 'test_velocity_loss', 'test_metrics', 'test_networks',
                   'test_sfm_model', 'test_data_kitti')
-# Modules whose `jnp.float32` casts become float64 for the float64 run.
-_FLOAT32_CASTING_MODULES = ('layers', 'resnet_encoder', 'pose_net', 'pose_resnet', 'packnet', 'depth_resnet',
-                            'sfm_model')
-
-
-@contextlib.contextmanager
-def float64_everywhere():
-  """x64 on, and `jnp.float32` read as float64 inside the model modules (their explicit casts)."""
-  import jax
-  import jax.numpy as jnp
-
-  class _Jnp64(types.ModuleType):
-    def __getattr__(self, name):
-      return jnp.float64 if name == 'float32' else getattr(jnp, name)
-
-  proxy = _Jnp64('jnp_float64')
-  patched = []
-  for name in _FLOAT32_CASTING_MODULES:
-    module = importlib.import_module(f'packnet_jax.models.{name}')
-    patched.append((module, module.jnp))
-    module.jnp = proxy
-  try:
-    with jax.enable_x64(True):
-      yield
-  finally:
-    for module, original in patched:
-      module.jnp = original
 
 
 def _max_abs(a, b):
@@ -82,6 +59,7 @@ def measure(only=''):
   """Runs every registered check in float32 and float64; returns one dict per comparison."""
   os.environ.setdefault('XLA_FLAGS', BASE_XLA_FLAGS)
   sys.path[:0] = [str(TESTS), str(REPO)]
+  import jax
   import numpy as np
   import noise
   for name in PARITY_MODULES:
@@ -93,7 +71,7 @@ def measure(only=''):
       if only and only not in label:
         continue
       comps32 = fn(np.float32, *p)
-      with float64_everywhere():
+      with jax.enable_x64(True):  # the checks build their models in compute dtype float64
         comps64 = {c.name: c for c in fn(np.float64, *p)}
       for c in comps32:
         ours64 = np.asarray(comps64[c.name].ours)
@@ -134,6 +112,10 @@ def _print_table(rows):
 
 
 def main(argv=None):
+  argv = sys.argv[1:] if argv is None else argv
+  if argv[:1] == ['training']:
+    import training_noise  # pylint: disable=import-outside-toplevel
+    return training_noise.main(argv[1:])
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--only', default='', help='measure only checks whose label contains this')
   parser.add_argument('--both_xla', action='store_true', help='default XLA flags and XNN individual-conv')
