@@ -19,8 +19,9 @@ import tempfile
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-# Final median-scaled AbsRel must be below this fraction of the constant-depth baseline's.
-MAX_RATIO_TO_BASELINE = 0.6
+# Final median-scaled AbsRel must be below this fraction of the constant-depth baseline's (issue 26's
+# bar for a from-scratch run with the reference's augmentation; a collapsed run scores 1.0).
+MAX_RATIO_TO_BASELINE = 0.8
 MAX_DEMO_SECONDS = 180
 
 

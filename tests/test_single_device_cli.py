@@ -45,8 +45,9 @@ def train_args(data, workdir, max_steps):
           f'--config.arch.max_steps={max_steps}', '--config.eval.every_steps=2',
           '--config.checkpoint.every_steps=2', '--config.logging.log_every_steps=3',
           '--config.logging.image_every_steps=2', f'--config.train.inject_nonfinite_steps=({NONFINITE_STEP},)',
-          # The reference's colour jitter (the demo has none): jittered batches reach the step
-          # as originals + parameters, and the training-image log must cope with that.
+          # The reference's colour jitter (the demo's default too, spelled out because this test
+          # depends on it): jittered batches reach the step as originals + parameters, and the
+          # training-image log must cope with that.
           '--config.datasets.augmentation.jittering=(0.2,0.2,0.2,0.05)']
 
 
