@@ -214,3 +214,29 @@ def test_synthetic_oxts_packet_has_kittis_30_fields():
   origin = kitti_calib.oxts_to_transform(np.array(make_synthetic_kitti.oxts_packet(np.eye(4)).split(), float), scale)
   back = np.linalg.inv(origin) @ kitti_calib.oxts_to_transform(np.array(values), scale)
   np.testing.assert_allclose(back, pose, atol=1e-6)
+
+
+def _fake_run_command(value, exit_code=0):
+  """A stand-in for one side's process: writes one row (or fails) the way the drivers do."""
+  def command(work, rows_path):
+    code = (f'import json, sys; json.dump([dict({_row(10, value)!r})], open(sys.argv[1], "w")); '
+            f'sys.exit({exit_code})')
+    return [sys.executable, '-c', code, rows_path]
+  return command
+
+
+def test_jobs_run_every_task_and_store_it(tmp_path):
+  tasks = [(side, seed, f'{side}{seed}' * 8, _fake_run_command(0.1 * seed + (side == 'port')))
+           for seed in (0, 1, 2) for side in ('port', 'reference')]
+  results = runner._Jobs(2, str(tmp_path)).run_all(tasks)  # pylint: disable=protected-access
+  assert sorted(results) == sorted((side, seed) for side, seed, _, _ in tasks)
+  for side, seed, key, _ in tasks:
+    assert results[(side, seed)][0]['abs_rel'] == pytest.approx(0.1 * seed + (side == 'port'))
+    assert cache.load_finished(str(tmp_path), side, seed, key) == results[(side, seed)]
+
+
+def test_jobs_report_a_failed_run(tmp_path):
+  tasks = [('port', 0, 'a' * 64, _fake_run_command(0.3, exit_code=3))]
+  with pytest.raises(RuntimeError, match=r'port seed 0 failed \(exit 3\)'):
+    runner._Jobs(1, str(tmp_path)).run_all(tasks)  # pylint: disable=protected-access
+  assert cache.load_finished(str(tmp_path), 'port', 0, 'a' * 64) is None

@@ -38,7 +38,8 @@ flags.DEFINE_integer('every', 100, 'Validate every this many steps (and at step 
 flags.DEFINE_list('sides', list(curves.SIDES), 'Which sides to run: port, reference or both.')
 flags.DEFINE_string('torch_source', None, 'packnet-sfm checkout (default $PACKNET_SFM_SOURCE).')
 flags.DEFINE_multi_string('ref', [], 'KEY=VALUE override of the reference yacs config only (refused if compared).')
-flags.DEFINE_integer('threads', 0, 'torch threads of the reference (0: the CPU count, as XLA uses).')
+flags.DEFINE_integer('jobs', 1, 'Runs at a time; > 1 pins each to its own CPU core (2 on 2 cores: about twice as fast).')
+flags.DEFINE_integer('threads', 0, 'torch threads of the reference (0: the CPU count, as XLA uses; 1 with --jobs > 1).')
 flags.mark_flags_as_required(['config', 'output'])
 
 
@@ -48,7 +49,7 @@ def main(argv):
   try:
     seeds = [int(s) for s in FLAGS.seeds]
     runner.compare_main(FLAGS.config, FLAGS.output, seeds, FLAGS.steps, FLAGS.every, FLAGS.sides,
-                        FLAGS.torch_source, FLAGS.ref, FLAGS.threads)
+                        FLAGS.torch_source, FLAGS.ref, FLAGS.threads, FLAGS.jobs)
   except (ValueError, RuntimeError, OSError) as e:  # ValueError also from int() of a bad --seeds entry
     sys.exit(f'error: {e}')
 

@@ -72,6 +72,11 @@ def main(argv):
   _hooked(train_lib, runner, rows, out_path, start)
   train_lib.train_and_evaluate(config, workdir)
   curves.write_json(out_path, rows)
+  sys.stdout.flush()
+  sys.stderr.flush()
+  # Everything is written (the final checkpoint was waited for); skip the interpreter's teardown of
+  # TensorFlow / orbax threads, which took ~45 s of a 2-minute run.
+  os._exit(0)  # pylint: disable=protected-access
 
 
 if __name__ == '__main__':

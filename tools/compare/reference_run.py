@@ -97,8 +97,16 @@ def main(argv):
   torch.set_num_threads(int(spec['threads']))
   wrapper, train_loader, val_loader = build(spec)
   steps, every = int(spec['steps']), int(spec['every'])
-  rows = [validate(wrapper, val_loader, 0, start)]
-  curves.write_json(out_path, rows)
+  rows = []
+
+  def record(step):
+    rows.append(validate(wrapper, val_loader, step, start))
+    curves.write_json(out_path, rows)
+    print(f'reference seed {spec["seed"]} step {step}: AbsRel {rows[-1]["abs_rel"]:.4f} '
+          f'δ<1.25 {rows[-1]["a1"]:.4f} ({rows[-1]["wall_s"]:.0f} s)', flush=True)
+    wrapper.train()
+
+  record(0)
   step = 0
   while step < steps:
     wrapper.train()
@@ -111,11 +119,7 @@ def main(argv):
       wrapper.optimizer.step()
       step += 1
       if step % every == 0 or step == steps:
-        rows.append(validate(wrapper, val_loader, step, start))
-        curves.write_json(out_path, rows)
-        print(f'reference seed {spec["seed"]} step {step}: AbsRel {rows[-1]["abs_rel"]:.4f} '
-              f'δ<1.25 {rows[-1]["a1"]:.4f} ({rows[-1]["wall_s"]:.0f} s)', flush=True)
-        wrapper.train()
+        record(step)
       if step == steps:
         break
     else:

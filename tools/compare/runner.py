@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 
 from compare import cache
@@ -47,28 +48,118 @@ def settings_without_run_keys(config_dict):
   return out
 
 
-def _run(side, seed, key, command, output, log_name):
-  """Runs one side's process; its stdout lines stream through, stderr goes to a log; returns rows."""
-  work = cache.work_dir(output, side, seed, key)
-  if os.path.isdir(work):
-    shutil.rmtree(work)  # an interrupted run starts over
-  os.makedirs(work)
-  rows_path = os.path.join(work, 'rows.json')
-  log_path = os.path.join(work, log_name)
-  env = dict(os.environ, PYTHONWARNINGS='ignore',
-             JAX_COMPILATION_CACHE_DIR=os.path.join(output, 'jax_cache'),
-             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0')
-  start = time.time()
-  with open(log_path, 'w') as log:
-    proc = subprocess.run(command(work, rows_path), stdout=None, stderr=log, env=env, cwd=REPO, check=False)
-  if proc.returncode != 0:
-    with open(log_path) as fh:
-      tail = fh.read().strip().splitlines()[-1:] or ['(empty log)']
-    raise RuntimeError(f'{side} seed {seed} failed (exit {proc.returncode}): {tail[0][:300]} (log: {log_path})')
-  rows = curves.read_json(rows_path)
-  curves.write_json(cache.finished_path(output, side, seed, key),
-                    {'key': key, 'side': side, 'seed': int(seed), 'rows': rows, 'seconds': time.time() - start})
-  return rows
+class _Jobs:
+  """Runs (side, seed) processes, up to `jobs` at a time, each pinned to its own CPU core when jobs > 1.
+
+  Pinning keeps two concurrent runs from competing for both cores (XLA sizes its thread pool by the
+  affinity; torch gets one thread). On failure or Ctrl-C every process started here is killed.
+  """
+
+  def __init__(self, jobs, output):
+    self.jobs, self.output = max(1, int(jobs)), output
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else []
+    self.free_cores = cores if self.jobs > 1 and len(cores) > 1 else []
+    self.lock = threading.Lock()
+    self.procs = set()
+
+  def run(self, side, seed, key, command):
+    """One process; its stdout lines stream through, stderr goes to work/.../log.txt; returns rows."""
+    work = cache.work_dir(self.output, side, seed, key)
+    if os.path.isdir(work):
+      shutil.rmtree(work)  # an interrupted run starts over
+    os.makedirs(work)
+    rows_path, log_path = os.path.join(work, 'rows.json'), os.path.join(work, 'log.txt')
+    # OMP_WAIT_POLICY=PASSIVE: torch's idle OpenMP threads sleep instead of spinning, which kept a
+    # 2-thread reference 3-5x slower than 1 thread on a shared 2-core machine (numbers unchanged).
+    env = dict({'OMP_WAIT_POLICY': 'PASSIVE'}, **os.environ)
+    env.update(PYTHONWARNINGS='ignore',
+               JAX_COMPILATION_CACHE_DIR=os.path.join(self.output, 'jax_cache'),
+               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0')
+    with self.lock:
+      core = self.free_cores.pop(0) if self.free_cores else None
+    start = time.time()
+    try:
+      with open(log_path, 'w') as log:
+        pin = (lambda: os.sched_setaffinity(0, {core})) if core is not None else None
+        proc = subprocess.Popen(command(work, rows_path), stdout=None, stderr=log, env=env, cwd=REPO,
+                                preexec_fn=pin)
+        with self.lock:
+          self.procs.add(proc)
+        returncode = proc.wait()
+        with self.lock:
+          self.procs.discard(proc)
+    finally:
+      if core is not None:
+        with self.lock:
+          self.free_cores.append(core)
+    if returncode != 0:
+      with open(log_path) as fh:
+        tail = fh.read().strip().splitlines()[-1:] or ['(empty log)']
+      raise RuntimeError(f'{side} seed {seed} failed (exit {returncode}): {tail[0][:300]} (log: {log_path})')
+    rows = curves.read_json(rows_path)
+    curves.write_json(cache.finished_path(self.output, side, seed, key),
+                      {'key': key, 'side': side, 'seed': int(seed), 'rows': rows, 'seconds': time.time() - start,
+                       'core': core})
+    return rows
+
+  def run_all(self, tasks):
+    """tasks: [(side, seed, key, command)] → {(side, seed): rows}; the first failure stops the rest.
+
+    A free worker takes the next task of the side with the fewest runs going (then the most left),
+    so with 2 jobs one port and one reference run go side by side, and each port run after the
+    first finds its programs in the compilation cache.
+    """
+    queues = {}
+    for task in tasks:
+      queues.setdefault(task[0], []).append(task)
+    running = {side: 0 for side in queues}
+    results, errors = {}, []
+    cond = threading.Condition(self.lock)
+
+    def take():
+      with cond:
+        sides = [side for side in queues if queues[side]]
+        if errors or not sides:
+          return None
+        side = min(sides, key=lambda sd: (running[sd], -len(queues[sd])))
+        running[side] += 1
+        return queues[side].pop(0)
+
+    def worker():
+      while True:
+        task = take()
+        if task is None:
+          return
+        try:
+          rows = self.run(*task)
+          with cond:
+            results[task[:2]] = rows
+        except BaseException as e:  # pylint: disable=broad-except
+          with cond:
+            errors.append(e)
+            for proc in self.procs:
+              proc.kill()  # only the processes this tool started
+          return
+        finally:
+          with cond:
+            running[task[0]] -= 1
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(min(self.jobs, len(tasks)))]
+    for thread in threads:
+      thread.start()
+    try:
+      for thread in threads:
+        while thread.is_alive():
+          thread.join(timeout=1.0)
+    except BaseException:  # Ctrl-C: stop every run started here
+      with cond:
+        errors.append(KeyboardInterrupt())
+        for proc in self.procs:
+          proc.kill()
+      raise
+    if errors:
+      raise errors[0]
+    return results
 
 
 def _port_command(run_config):
@@ -90,12 +181,12 @@ def _reference_command(spec):
   return command
 
 
-def compare_main(config, output, seeds, steps, every, sides, source, ref_overrides, threads):
+def compare_main(config, output, seeds, steps, every, sides, source, ref_overrides, threads, jobs=1):
   """Checks the settings, runs (or reuses) every (side, seed) run, writes and prints the results."""
   from packnet_jax import config_utils  # pylint: disable=import-outside-toplevel
   config_utils.validate_config(config)
-  if steps < 1 or every < 1:
-    raise ValueError(f'--steps and --every: expected >= 1, got {steps} and {every}')
+  if steps < 1 or every < 1 or jobs < 1:
+    raise ValueError(f'--steps, --every and --jobs: expected >= 1, got {steps}, {every} and {jobs}')
   unknown = set(sides) - set(curves.SIDES)
   if unknown:
     raise ValueError(f'--sides: unknown {sorted(unknown)} (choose from {", ".join(curves.SIDES)})')
@@ -111,8 +202,9 @@ def compare_main(config, output, seeds, steps, every, sides, source, ref_overrid
   data_cfg = config.datasets
   data = cache.data_fingerprint(data_cfg.train.path, [data_cfg.train.split, data_cfg.validation.split])
   ref_overrides_all = [list(kv) for kv in settings.reference_overrides(config)] + [list(kv) for kv in extra]
-  threads = threads or os.cpu_count()
+  threads = threads or (1 if jobs > 1 else os.cpu_count())
   runs = {side: {} for side in curves.SIDES if side in sides}
+  tasks = []
   for seed in seeds:
     for side in runs:
       if side == 'port':
@@ -127,11 +219,14 @@ def compare_main(config, output, seeds, steps, every, sides, source, ref_overrid
       rows = cache.load_finished(output, side, seed, key)
       if rows is not None:
         print(f'{side} seed {seed}: reusing {cache.finished_path(output, side, seed, key)}', flush=True)
+        runs[side][seed] = rows
       else:
-        print(f'{side} seed {seed}: training {steps} steps, validating every {every} '
+        print(f'{side} seed {seed}: to train {steps} steps, validating every {every} '
               f'(log in {cache.work_dir(output, side, seed, key)})', flush=True)
-        rows = _run(side, seed, key, command, output, 'log.txt')
-      runs[side][seed] = rows
+        tasks.append((side, seed, key, command))
+  for (side, seed), rows in _Jobs(jobs, output).run_all(tasks).items():
+    runs[side][seed] = rows
+  runs = {side: dict(sorted(seeds_rows.items())) for side, seeds_rows in runs.items()}
   return write_results(output, runs, lines, steps, every)
 
 
