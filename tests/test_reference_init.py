@@ -6,8 +6,8 @@ independent reference initialisations (n_ref = R·n draws). One init of ours
 (n draws per parameter) must agree within Z standard errors, each derived from
 the sample sizes and the reference's own moments:
   mean      |m − m_ref| ≤ Z·σ_ref·sqrt(1/n + 1/n_ref)
-  std       |s/σ_ref − 1| ≤ Z·sqrt((κ − 1)/4 · (1/n + 1/n_ref))          (κ = μ4/σ⁴)
-  kurtosis  |k − κ| ≤ Z·sqrt((μ8 − κ² + 4κ³ − 4κ·μ6)/σ⁸ · (1/n + 1/n_ref))   (n ≥ 1000; delta method)
+  std       |s/σ_ref − 1| ≤ Z·sqrt((κ − 1)/4 · (1/n + 1/n_ref))      (κ = m4; m_k = μ_k/σ^k)
+  kurtosis  |k − κ| ≤ Z·sqrt((m8 − κ² + 4κ³ − 4κ·m6) · (1/n + 1/n_ref))   (n ≥ 1000; delta method)
   bound     max|x| ≤ max_ref·(1 + 20/n_ref) for bounded laws (κ < 2.4: a uniform sample of
             n_ref draws falls short of its bound by a fraction t with probability e^(−t·n_ref))
   constant  exactly the reference's value (zero biases, norm scales 1, running statistics).
@@ -164,8 +164,8 @@ def test_same_variance_wrong_law_is_rejected_by_the_shape_checks():
 def test_truncated_kaiming_is_rejected_by_the_kurtosis():
   """torchvision's kaiming_normal_ is not truncated: a truncated draw of equal variance is caught."""
   truncated = jax.nn.initializers.variance_scaling(2.0, 'fan_out', 'truncated_normal')
-  redrawn = _redraw('DepthResNet18', truncated,
-                    lambda p, v: p.startswith('params/encoder/encoder/layer') and p.endswith('kernel') and v.size >= 10**5)
+  redrawn = _redraw('DepthResNet18', truncated, lambda p, v: (p.startswith('params/encoder/encoder/layer')
+                                                              and p.endswith('kernel') and v.size >= 10**5))
   failures = check_network('DepthResNet18', redrawn)
   assert {f.split(': ')[1] for f in failures} == {'kurtosis'}
   assert len(failures) == len(redrawn)

@@ -23,7 +23,6 @@ kaiming_normal_fan_out = initializers.variance_scaling(2.0, 'fan_out', 'normal')
 torch_default_kernel = initializers.variance_scaling(1.0 / 3.0, 'fan_in', 'uniform')
 
 zeros = initializers.zeros
-ones = initializers.ones
 
 
 def torch_default_bias(fan_in):
