@@ -3,7 +3,7 @@
 A parity check is a function `check(dtype, *params)` that computes our result for a reference
 fixture's input in `dtype` and returns a list of `Comparison`s (our array, the stored reference array,
 the tolerance). A test calls it with float32 and asserts every comparison (`assert_all`). The tool
-also calls it with float64 (x64 enabled, every float32 cast in the models turned into float64) and
+also calls it with float64 (x64 enabled, the models in compute_dtype float64: parameters, statistics and outputs) and
 prints, per comparison, the observed error (our float32 vs the reference), the float32 noise (our
 float32 vs our float64 result) and the tolerance. Tolerances are set from that noise with a margin
 (4-10x, stated next to each tolerance), never from the observed error alone.
