@@ -84,6 +84,10 @@ def test_settings_only_one_side_has_are_compared():
   config.compute_dtype = 'bfloat16'      # the reference computes in float32
   assert _differences(config, cfg) == ['grad_clip_norm', 'compute_dtype']
   config = _demo()
+  config.eval.max_batches = 2            # the reference validates on the whole split
+  config.datasets.train.shuffle = False  # the reference shuffles the train split
+  assert _differences(config, cfg) == ['eval.max_batches', 'train.shuffle']
+  config = _demo()
   assert _differences(config, cfg, ref_adam=((0.9, 0.999), 1e-7)) == ['adam.eps']
   assert _differences(config, cfg, ref_adam=((0.8, 0.999), 1e-8)) == ['adam.betas']
 
@@ -240,3 +244,12 @@ def test_jobs_report_a_failed_run(tmp_path):
   with pytest.raises(RuntimeError, match=r'port seed 0 failed \(exit 3\)'):
     runner._Jobs(1, str(tmp_path)).run_all(tasks)  # pylint: disable=protected-access
   assert cache.load_finished(str(tmp_path), 'port', 0, 'a' * 64) is None
+
+
+def test_table_with_identical_reference_seeds():
+  """Zero spread on the reference side: the difference is ±inf reference SEs, with its sign."""
+  ref = {0: [_row(10, 0.3756, spread=0.0)], 1: [_row(10, 0.3756, spread=0.0)]}
+  port = {0: [_row(10, 0.33)], 1: [_row(10, 0.34)]}
+  table = curves.format_table(curves.summarise({'port': port, 'reference': ref}))
+  assert 'port - reference AbsRel: -0.0406 = -inf reference SE' in table
+  assert '2/2 (seeds 0, 1)' in table

@@ -85,7 +85,7 @@ def format_table(summary):
     port, ref = summary['port'], summary['reference']
     for key, name in (('abs_rel', 'AbsRel'), ('a1', 'δ<1.25')):
       diff = port[key]['mean'] - ref[key]['mean']
-      in_se = diff / ref[key]['se'] if ref[key]['se'] > 0 else math.inf * (1 if diff else 0)
+      in_se = diff / ref[key]['se'] if ref[key]['se'] > 0 else (math.copysign(math.inf, diff) if diff else 0.0)
       pct = 100.0 * diff / ref[key]['mean'] if ref[key]['mean'] else math.nan
       lines.append(f'port - reference {name}: {diff:+.4f} = {in_se:+.2f} reference SE = {pct:+.2f}% '
                    f'of the reference mean')

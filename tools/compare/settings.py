@@ -18,15 +18,21 @@ _LIST_KEYS = ('dataset', 'path', 'split', 'depth_type', 'input_depth_type', 'rep
 
 def _entries():
   """(label, our key or None, reference key or None); None means a fixed value (see CONSTANTS)."""
-  rows = [('model', 'model.name', 'model.name')]
+  rows = [('model', 'model.name', 'model.name'),
+          ('checkpoint_path', 'model.checkpoint_path', 'model.checkpoint_path'),
+          ('continue_training', 'model.continue_training', None)]
   for net in ('depth_net', 'pose_net'):
-    rows += [(f'{net}.{k}', f'model.{net}.{k}', f'model.{net}.{k}') for k in ('name', 'version', 'dropout')]
+    rows += [(f'{net}.{k}', f'model.{net}.{k}', f'model.{net}.{k}')
+             for k in ('name', 'version', 'dropout', 'checkpoint_path')]
+    rows.append((f'{net}.pretrained_encoder', f'model.{net}.pretrained_encoder', None))
   for k in ('num_scales', 'progressive_scaling', 'flip_lr_prob', 'rotation_mode', 'upsample_depth_maps',
             'ssim_loss_weight', 'smooth_loss_weight', 'C1', 'C2', 'photometric_reduce_op', 'clip_loss',
-            'padding_mode', 'automask_loss'):
+            'padding_mode', 'automask_loss', 'velocity_loss_weight', 'supervised_method',
+            'supervised_num_scales', 'supervised_loss_weight'):
     rows.append((f'loss.{k}', f'model.loss.{k}', f'model.loss.{k}'))
   rows += [(f'eval.{k}', f'model.params.{k}', f'model.params.{k}')
            for k in ('crop', 'min_depth', 'max_depth', 'scale_output')]
+  rows.append(('eval.max_batches', 'eval.max_batches', None))
   rows += [('optimizer', 'optim.name', 'model.optimizer.name')]
   for net in ('depth', 'pose'):
     rows += [(f'{net}.{k}', f'optim.{net}.{k}', f'model.optimizer.{net}.{k}') for k in ('lr', 'weight_decay')]
@@ -41,14 +47,19 @@ def _entries():
                       ('validation', ('dataset', 'path', 'split', 'depth_type', 'input_depth_type',
                                       'batch_size'))):
     rows += [(f'{split}.{k}', f'datasets.{split}.{k}', f'datasets.{split}.{k}') for k in keys]
+  rows.append(('train.shuffle', 'datasets.train.shuffle', None))
   return tuple(rows)
 
 
 ENTRIES = _entries()
 # What the reference does where it has no key: torch.optim.Adam's betas / eps are read from torch
-# (reference_constants); it never clips gradients, computes in float32, and its epoch is the train split
-# divided by the batch (our steps_per_epoch=0).
-REFERENCE_FIXED = {'grad_clip_norm': 0.0, 'compute_dtype': 'float32', 'steps_per_epoch': 0}
+# (reference_adam_constants); it never clips gradients, computes in float32, its epoch is the train
+# split divided by the batch (our steps_per_epoch=0), it shuffles the train split, validates on the
+# whole split (our eval.max_batches=0), trains from its own initialisation (no local ImageNet file,
+# no continued optimiser state).
+REFERENCE_FIXED = {'grad_clip_norm': 0.0, 'compute_dtype': 'float32', 'steps_per_epoch': 0.0,
+                   'train.shuffle': True, 'eval.max_batches': 0.0, 'continue_training': False,
+                   'depth_net.pretrained_encoder': '', 'pose_net.pretrained_encoder': ''}
 
 
 def normalise(value):
@@ -132,6 +143,8 @@ def _equal(a, b):
 
 
 def _show(value):
+  if isinstance(value, tuple):
+    return '(' + ', '.join(_show(v) for v in value) + (',)' if len(value) == 1 else ')')
   if isinstance(value, float) and value == int(value) and abs(value) < 1e6:
     return str(int(value))
   return repr(value) if isinstance(value, str) else str(value)
