@@ -211,7 +211,8 @@ def test_synthetic_oxts_packet_has_kittis_30_fields():
   assert packet['alt'] == pytest.approx(make_synthetic_kitti.ALT0 + 1.5)
   assert abs(packet['lat'] - make_synthetic_kitti.LAT0) < 1e-3 and abs(packet['lon'] - make_synthetic_kitti.LON0) < 1e-3
   assert all(packet[k] == 0 for k in OXTS_FIELDS[6:23])
-  assert (packet['navstat'], packet['numsats'], packet['posmode'], packet['velmode'], packet['orimode']) == (4, 10, 4, 4, 0)
+  status = tuple(packet[k] for k in ('navstat', 'numsats', 'posmode', 'velmode', 'orimode'))
+  assert status == (4, 10, 4, 4, 0)
   # The reader's Mercator formulas give the pose back (translation relative to the origin packet).
   from packnet_jax.data import kitti_calib  # pylint: disable=import-outside-toplevel
   scale = np.cos(make_synthetic_kitti.LAT0 * np.pi / 180.0)

@@ -38,7 +38,7 @@ flags.DEFINE_integer('every', 100, 'Validate every this many steps (and at step 
 flags.DEFINE_list('sides', list(curves.SIDES), 'Which sides to run: port, reference or both.')
 flags.DEFINE_string('torch_source', None, 'packnet-sfm checkout (default $PACKNET_SFM_SOURCE).')
 flags.DEFINE_multi_string('ref', [], 'KEY=VALUE override of the reference yacs config only (refused if compared).')
-flags.DEFINE_integer('jobs', 1, 'Runs at a time; > 1 pins each to its own CPU core (2 on 2 cores: about twice as fast).')
+flags.DEFINE_integer('jobs', 1, 'Runs at a time; > 1 pins each run to its own CPU core (2 on 2 cores).')
 flags.DEFINE_integer('threads', 0, 'torch threads of the reference (0: the CPU count, as XLA uses; 1 with --jobs > 1).')
 flags.mark_flags_as_required(['config', 'output'])
 
@@ -46,13 +46,46 @@ flags.mark_flags_as_required(['config', 'output'])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  from packnet_jax import cli  # pylint: disable=import-outside-toplevel
+  from packnet_jax import config_utils  # pylint: disable=import-outside-toplevel
+  try:
+    config = FLAGS.config
+    config_utils.validate_config(config)  # a file that failed to load raises here, on first use
+  except OSError:
+    sys.exit(f'error: --config: cannot load {config_flags.get_config_filename(FLAGS["config"])!r} '
+             '(a configs/*.py file with get_config())')
+  except cli.CONFIG_FILE_ERRORS as e:
+    sys.exit(f'error: {cli.config_file_error(e)}')
+  except ValueError as e:
+    sys.exit(f'error: {e}')
   try:
     seeds = [int(s) for s in FLAGS.seeds]
-    runner.compare_main(FLAGS.config, FLAGS.output, seeds, FLAGS.steps, FLAGS.every, FLAGS.sides,
+    runner.compare_main(config, FLAGS.output, seeds, FLAGS.steps, FLAGS.every, FLAGS.sides,
                         FLAGS.torch_source, FLAGS.ref, FLAGS.threads, FLAGS.jobs)
   except (ValueError, RuntimeError, OSError) as e:  # ValueError also from int() of a bad --seeds entry
     sys.exit(f'error: {e}')
 
 
+def _parse_flags(argv):
+  """absl flag parsing with one-line errors (a bad --config.KEY=VALUE, a config file that raises)."""
+  from packnet_jax import cli  # pylint: disable=import-outside-toplevel
+  from packnet_jax import config_utils  # pylint: disable=import-outside-toplevel
+  default = config_utils.default_config()
+  for arg in argv[1:]:
+    if arg.startswith('--config.'):
+      key, node = arg[len('--config.'):].split('=', 1)[0], default
+      for part in key.split('.'):
+        if not hasattr(node, 'keys') or part not in node:
+          sys.exit(f"error: config key '{key}': unknown (not in configs/default.py)")
+        node = node[part]
+  try:
+    return FLAGS(argv)
+  except cli.CONFIG_FILE_ERRORS as e:
+    sys.exit(f'error: {cli.config_file_error(e)}')
+  except flags.Error as e:
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()] or ['bad flags']
+    sys.exit(f'error: {lines[0]}' + (f' {lines[-1]}' if len(lines) > 1 else ''))
+
+
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)
