@@ -72,6 +72,41 @@ def config_file_error(error):
   return f'--config: {where}{detail.splitlines()[0]}'
 
 
+def _override_key(arg):
+  """'--config.optim.depth.lr=1e-4' → 'optim.depth.lr' (None for other arguments)."""
+  if not arg.startswith('--config.'):
+    return None
+  return arg[len('--config.'):].split('=', 1)[0]
+
+
+def parse_config_flags(flag_values, argv):
+  """absl flag parsing for a `--config` tool (main, tools/compare_training.py), with one-line errors.
+
+  An unknown `--config.KEY` is named before absl sees it; a config file that raises and a bad
+  flag value become one `error:` line each.
+  """
+  import ml_collections  # pylint: disable=import-outside-toplevel
+  from packnet_jax import config_utils  # pylint: disable=import-outside-toplevel
+  default = config_utils.default_config()
+  for arg in argv[1:]:
+    key = _override_key(arg)
+    if key is None:
+      continue
+    node = default
+    for part in key.split('.'):
+      if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+        sys.exit(f"error: config key '{key}': unknown (not in configs/default.py)")
+      node = node[part]
+  try:
+    return flag_values(argv)
+  except CONFIG_FILE_ERRORS as e:
+    sys.exit(f'error: {config_file_error(e)}')
+  except flags.Error as e:
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()] or ['bad flags']
+    # A config file that raises embeds its traceback: keep the first and the exception line.
+    sys.exit(f'error: {lines[0]}' + (f' {lines[-1]}' if len(lines) > 1 else ''))
+
+
 def run_main(parse, body, argv=None):
   """parse(argv) → flag values; body(flag values) → exit status. Errors become one line.
 

@@ -16,7 +16,6 @@ import sys
 from absl import app
 from absl import flags
 from absl import logging
-import ml_collections
 from ml_collections import config_flags
 
 # Configs import each other (`from configs import default`): `configs` is installed with the package
@@ -94,35 +93,10 @@ def main(argv):
     sys.exit(f'error: {e}')
 
 
-def _override_key(arg):
-  """'--config.optim.depth.lr=1e-4' → 'optim.depth.lr' (None for other arguments)."""
-  if not arg.startswith('--config.'):
-    return None
-  return arg[len('--config.'):].split('=', 1)[0]
-
-
 def _parse_flags(argv):
-  """absl flag parsing with one-line errors for bad --config.* overrides."""
-  from packnet_jax import config_utils  # pylint: disable=import-outside-toplevel
-  default = config_utils.default_config()
-  for arg in argv[1:]:
-    key = _override_key(arg)
-    if key is None:
-      continue
-    node = default
-    for part in key.split('.'):
-      if not isinstance(node, ml_collections.ConfigDict) or part not in node:
-        sys.exit(f"error: config key '{key}': unknown (not in configs/default.py)")
-      node = node[part]
+  """absl flag parsing with one-line errors (packnet_jax.cli.parse_config_flags)."""
   from packnet_jax import cli  # pylint: disable=import-outside-toplevel
-  try:
-    return FLAGS(argv)
-  except cli.CONFIG_FILE_ERRORS as e:
-    sys.exit(f'error: {cli.config_file_error(e)}')
-  except flags.Error as e:
-    lines = [line.strip() for line in str(e).splitlines() if line.strip()] or ['bad flags']
-    # A config file that raises embeds its traceback: keep the first and the exception line.
-    sys.exit(f'error: {lines[0]}' + (f' {lines[-1]}' if len(lines) > 1 else ''))
+  return cli.parse_config_flags(FLAGS, argv)
 
 
 def run():

@@ -55,6 +55,7 @@ def tiny_args(workdir, *overrides):
   return ['--config=configs/demo.py', f'--workdir={workdir}',
           f'--config.datasets.train.path={KITTI_SYNTH}', '--config.datasets.train.split=split.txt',
           '--config.datasets.validation.path=', '--config.datasets.augmentation.image_shape=(32, 96)',
+          '--config.datasets.augmentation.jittering=()',  # the demo's jitter is not what is tested here
           '--config.datasets.train.batch_size=1', f'--config.arch.max_steps={STEPS}',
           f'--config.checkpoint.every_steps={EVERY}', '--config.checkpoint.every_epochs=0',
           '--config.checkpoint.keep=2', '--config.logging.image_every_steps=0',

@@ -67,24 +67,9 @@ def main(argv):
 
 
 def _parse_flags(argv):
-  """absl flag parsing with one-line errors (a bad --config.KEY=VALUE, a config file that raises)."""
+  """absl flag parsing with one-line errors (packnet_jax.cli.parse_config_flags)."""
   from packnet_jax import cli  # pylint: disable=import-outside-toplevel
-  from packnet_jax import config_utils  # pylint: disable=import-outside-toplevel
-  default = config_utils.default_config()
-  for arg in argv[1:]:
-    if arg.startswith('--config.'):
-      key, node = arg[len('--config.'):].split('=', 1)[0], default
-      for part in key.split('.'):
-        if not hasattr(node, 'keys') or part not in node:
-          sys.exit(f"error: config key '{key}': unknown (not in configs/default.py)")
-        node = node[part]
-  try:
-    return FLAGS(argv)
-  except cli.CONFIG_FILE_ERRORS as e:
-    sys.exit(f'error: {cli.config_file_error(e)}')
-  except flags.Error as e:
-    lines = [line.strip() for line in str(e).splitlines() if line.strip()] or ['bad flags']
-    sys.exit(f'error: {lines[0]}' + (f' {lines[-1]}' if len(lines) > 1 else ''))
+  return cli.parse_config_flags(FLAGS, argv)
 
 
 if __name__ == '__main__':
