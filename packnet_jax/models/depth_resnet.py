@@ -27,8 +27,7 @@ class Conv3x3(nn.Module):
     # Same result as jnp.pad(x, mode='reflect') before the conv, computed faster (see reflect_conv).
     return layers.conv(self.features, 3, 1, 0, name='conv', dtype=self.dtype,
                        conv_general_dilated=reflect_conv.reflect_pad_conv,
-                       kernel_init=initializers.torch_default_kernel,
-                       bias_init=initializers.torch_default_bias(initializers.conv_fan_in(x.shape[-1], 3)))(x)
+                       **initializers.torch_default_conv(x.shape[-1], 3))(x)
 
 
 class ConvBlock(nn.Module):

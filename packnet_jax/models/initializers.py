@@ -42,3 +42,9 @@ def conv_fan_in(in_features, kernel_size):
   if isinstance(kernel_size, int):
     kernel_size = (kernel_size, kernel_size)
   return in_features * math.prod(kernel_size)
+
+
+def torch_default_conv(in_features, kernel_size):
+  """`layers.conv` initialiser arguments of torch's default Conv2d (weight and bias U(±1/sqrt(fan_in)))."""
+  return dict(kernel_init=torch_default_kernel,
+              bias_init=torch_default_bias(conv_fan_in(in_features, kernel_size)))

@@ -30,8 +30,7 @@ class PoseDecoderNet(nn.Module):
     specs = ((256, 1, 0), (256, 3, 1), (256, 3, 1), (6 * _NUM_FRAMES, 1, 0))
     for i, (features, k, p) in enumerate(specs):
       x = layers.conv(features, k, 1, p, name=str(i), dtype=self.dtype,
-                      kernel_init=initializers.torch_default_kernel,
-                      bias_init=initializers.torch_default_bias(initializers.conv_fan_in(x.shape[-1], k)))(x)
+                      **initializers.torch_default_conv(x.shape[-1], k))(x)
       if i < len(specs) - 1:
         x = nn.relu(x)
     return x
