@@ -90,7 +90,7 @@ def get_config():
   model.remat = 'none'
   model.loss = ml_collections.ConfigDict(dict(
       num_scales=4,
-      progressive_scaling=0.0,
+      progressive_scaling=0.0,   # no effect, as in the reference (docs/reference.md §4.6)
       flip_lr_prob=0.5,
       rotation_mode='euler',
       upsample_depth_maps=True,
@@ -159,7 +159,8 @@ def get_config():
   ))
 
   config.eval = ml_collections.ConfigDict(dict(
-      every_steps=0,          # 0: after every epoch (reference)
+      schedule='epoch',       # when training validates: 'epoch' (after each, reference) | 'steps' | 'off'
+      every_steps=1000,       # the validation interval with schedule 'steps'
       max_batches=0,          # 0: the whole validation split
       post_process=True,      # also report flip post-processed metrics
       # GT distance bins in metres for the per-bin rows, as 'lo,edge,...,hi' ('' = 0,10,20,40,80).

@@ -45,5 +45,6 @@ def get_config(data=DATA):
   config.logging.log_every_steps = 10
   config.logging.image_every_steps = 40
   config.logging.progress_every_steps = 20
+  config.eval.schedule = 'steps'
   config.eval.every_steps = 40
   return config

@@ -22,6 +22,6 @@ def get_config():
   config.datasets.train.batch_size = 4
   config.datasets.train.dataset = 'Image'
   config.datasets.train.path = '/path/to/frames'
-  config.eval.every_steps = -1   # no labelled validation split
+  config.eval.schedule = 'off'   # no labelled validation split
   config.arch.max_epochs = 20
   return config

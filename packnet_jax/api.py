@@ -20,7 +20,7 @@ import jax.numpy as jnp
 
 from packnet_jax.convert import converter
 from packnet_jax.eval import predict as predict_lib
-from packnet_jax.geometry.checks import check_shape
+from packnet_jax.utils.checks import check_shape
 from packnet_jax.models import registry
 
 _inv_depth = jax.jit(predict_lib.inv_depth, static_argnames=('net', 'flip_pp'))

@@ -11,7 +11,7 @@ import importlib
 import json
 
 from packnet_jax.models import registry
-from packnet_jax.models import sfm_model
+from packnet_jax.losses import objective
 
 # Choices that the code branches on; anything else is a typo.
 CHOICES = {
@@ -23,6 +23,7 @@ CHOICES = {
     'model.loss.padding_mode': ('zeros', 'border'),
     'model.loss.rotation_mode': ('euler', 'quat'),
     'model.remat': ('none', 'full', 'save_conv'),
+    'eval.schedule': ('epoch', 'steps', 'off'),
 }
 SPLITS = ('train', 'validation', 'test')
 
@@ -47,6 +48,9 @@ def _check_values(config):
     batch = config.datasets[name].batch_size
     if batch < 1:
       raise ConfigError(f'config key \'datasets.{name}.batch_size\': expected >= 1, got {batch}')
+  if config.eval.schedule == 'steps' and config.eval.every_steps < 1:
+    raise ConfigError(f"config key 'eval.every_steps': expected >= 1 with eval.schedule 'steps', "
+                      f'got {config.eval.every_steps}')
   shape = tuple(config.datasets.augmentation.image_shape)
   if shape and (len(shape) != 2 or any(int(s) % 32 for s in shape)):
     raise ConfigError('config key \'datasets.augmentation.image_shape\': expected (H, W) '
@@ -96,7 +100,7 @@ def dataset_config(config, split):
     raise ConfigError(f'split: expected one of {SPLITS}, got {split!r}')
   merged = dict(config.datasets.augmentation.to_dict())
   merged.update(config.datasets[split].to_dict())
-  merged['with_pose'] = split == 'train' and sfm_model.LossOptions(model=config.model.name).needs_pose_gt
+  merged['with_pose'] = split == 'train' and objective.LossOptions(model=config.model.name).needs_pose_gt
   if split != 'train':
     merged['back_context'] = merged['forward_context'] = 0
   return merged

@@ -15,7 +15,7 @@ rather than through jax2onnx's Flax-level shims: jax2onnx's shim for
 `flax.linen.max_pool` drops explicit padding (the ResNet stem's 3×3/2 pad-1 pool
 would change shape), so max-pools and pads are rewritten as plain slices and
 concatenations. PackNet's Conv3d needs no rewrite: it is a 2-D convolution over
-the depth taps on every backend (`models/layers.py`), plain ONNX `Conv`.
+the depth taps on every backend (`models/fast/pack_conv.py`), plain ONNX `Conv`.
 """
 import functools
 import logging

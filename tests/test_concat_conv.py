@@ -5,8 +5,8 @@ plain ones up to float rounding; the backward computes each part's input
 gradient on its own (no convolution produces the gradient of all channels at
 once), and XLA folds the concatenation of those gradients against the slices of
 the concatenation's own gradient, so no buffer of the full channel count exists
-in the backward pass. That buffer was 242 MiB at PackNet01's full-resolution
-iconv (batch 4, 192×640), held through the train step's memory peak.
+in the backward pass (at PackNet01's full-resolution iconv it would be held
+through the train step's memory peak).
 """
 import re
 
@@ -15,8 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from packnet_jax.models import concat_conv
-from packnet_jax.models import layers
+from packnet_jax.models import packnet_blocks as blocks
+from packnet_jax.models.fast import concat_conv
 
 NHWC = ('NHWC', 'HWIO', 'NHWC')
 PARTS = (3, 5, 1)
@@ -93,12 +93,20 @@ def test_xla_never_holds_the_full_channel_gradient():
   assert len(plain) >= 2, plain
 
 
-def test_conv2d_layer_takes_the_parts_and_keeps_its_parameters():
+def test_conv2d_block_takes_a_list_of_parts_and_keeps_its_parameters():
+  """Conv2D([a, b, c]) is Conv2D(concatenate([a, b, c])): same parameters, same output, per-part gradients."""
   parts, _ = _inputs()
   x = jnp.concatenate(parts, axis=-1)
-  plain, split = layers.Conv2D(16, 3), layers.Conv2D(16, 3, input_parts=PARTS)
-  variables = plain.init(jax.random.PRNGKey(1), x)
-  assert jax.tree_util.tree_structure(split.init(jax.random.PRNGKey(1), x)) == jax.tree_util.tree_structure(variables)
-  np.testing.assert_array_equal(split.apply(variables, x), plain.apply(variables, x))
-  with pytest.raises(ValueError, match=r'parts of \(3, 5\) channels'):
-    layers.Conv2D(16, 3, input_parts=(3, 5)).apply(variables, x)
+  block = blocks.Conv2D(16, 3)
+  variables = block.init(jax.random.PRNGKey(1), x)
+  assert jax.tree_util.tree_structure(block.init(jax.random.PRNGKey(1), parts)) == jax.tree_util.tree_structure(variables)
+  np.testing.assert_array_equal(block.apply(variables, parts), block.apply(variables, x))
+  grads_parts = jax.grad(lambda p: jnp.sum(jnp.sin(block.apply(variables, p))))(parts)
+  grads_whole = jax.grad(lambda x: jnp.sum(jnp.sin(block.apply(variables, x))))(x)
+  np.testing.assert_allclose(jnp.concatenate(grads_parts, axis=-1), grads_whole, rtol=0, atol=1e-5)
+
+
+def test_per_part_conv_rejects_parts_that_do_not_add_up():
+  _, w = _inputs()
+  with pytest.raises(ValueError, match=r'parts of \(3, 5, 1\) channels'):
+    PER_PART(jnp.zeros(SHAPE + (8,)), w)

@@ -37,6 +37,7 @@ def test_reference_defaults():
   assert (loss.supervised_loss_weight, loss.velocity_loss_weight, loss.flip_lr_prob) == (0.9, 0.1, 0.5)
   assert config.datasets.train.batch_size == 8 and config.datasets.validation.batch_size == 1
   assert tuple(config.datasets.augmentation.jittering) == (0.2, 0.2, 0.2, 0.05)
+  assert config.eval.schedule == 'epoch'   # the reference validates after every epoch
 
 
 def test_variants_override_only_what_differs():
@@ -79,6 +80,9 @@ def test_locked_schema_rejects_wrong_types():
      "config key 'datasets.augmentation.image_shape': expected (H, W) with multiples of 32"),
     (lambda c: c.datasets.train.__setitem__('batch_size', 0),
      "config key 'datasets.train.batch_size': expected >= 1, got 0"),
+    (lambda c: c.eval.__setitem__('schedule', 'never'), "config key 'eval.schedule': expected one of"),
+    (lambda c: c.eval.__setitem__('every_steps', 0),   # the demo validates on a 'steps' schedule
+     "config key 'eval.every_steps': expected >= 1 with eval.schedule 'steps', got 0"),
 ])
 def test_config_value_errors_name_the_key(mutate, message):
   config = importlib.import_module('configs.demo').get_config()

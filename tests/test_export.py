@@ -15,7 +15,8 @@ from jax import lax
 
 from packnet_jax import cli
 from packnet_jax import export
-from packnet_jax.models import layers, registry
+from packnet_jax.models import packnet_blocks as blocks
+from packnet_jax.models import registry
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / 'tools'))
@@ -119,11 +120,11 @@ class _PackNetBlocks(nn.Module):
 
   @nn.compact
   def __call__(self, rgb, train=False):
-    x = layers.Conv2D(16, 5, name='pre_calc')(rgb)
-    x = layers.PackLayerConv3d(3, d=8, name='pack')(x)
-    x = layers.ResidualBlock(32, 1, 1, name='conv')(x)
-    x = layers.UnpackLayerConv3d(32, 3, d=8, name='unpack')(x)
-    return layers.InvDepth(name='disp')(x)
+    x = blocks.Conv2D(16, 5, name='pre_calc')(rgb)
+    x = blocks.PackLayerConv3d(3, d=8, name='pack')(x)
+    x = blocks.ResidualBlock(32, 1, 1, name='conv')(x)
+    x = blocks.UnpackLayerConv3d(32, 3, d=8, name='unpack')(x)
+    return blocks.InvDepth(name='disp')(x)
 
 
 def test_onnx_packnet_blocks_match_jax(onnx_modules):

@@ -17,6 +17,7 @@ import train_testlib
 from conftest import FIXTURES
 import packnet_jax.data as data
 from packnet_jax.data import jitter
+from packnet_jax.losses import objective
 from packnet_jax.models import sfm_model
 from packnet_jax.train import train_step as ts
 from packnet_jax.train.train_state import TrainState
@@ -109,7 +110,7 @@ def test_train_step_trains_on_the_device_jittered_images():
   model = sfm_model.SfmModel(depth_net=train_testlib.TinyDepthNet(), pose_net=_TinyPoseNet())
   variables = sfm_model.init_variables(model, jax.random.PRNGKey(0), (32, 96))
   state = TrainState.create(params=variables['params'], batch_stats={}, tx=optax.sgd(0.1), rng=jax.random.PRNGKey(1))
-  step = jax.jit(ts.make_train_step(model, sfm_model.LossOptions(num_scales=1), flip_lr_prob=0.0))
+  step = jax.jit(ts.make_train_step(model, objective.LossOptions(num_scales=1), flip_lr_prob=0.0))
   rng = jax.random.PRNGKey(2)
   new_a, metrics_a = train_testlib.fast_compiling(step)(state, jittered, rng)
   new_b, metrics_b = train_testlib.fast_compiling(step)(state, plain, rng)

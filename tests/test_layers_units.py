@@ -10,24 +10,26 @@ import pytest
 from conftest import load_json, load_npz, nchw_to_nhwc
 import recipe
 from packnet_jax.convert import keymap
-from packnet_jax.models import layers, pack_conv
+from packnet_jax.models import layers, packing
+from packnet_jax.models import packnet_blocks as blocks
+from packnet_jax.models.fast import pack_conv
 from packnet_jax.models.depth_resnet import ConvBlock, Conv3x3, scale_inv_depth
 from packnet_jax.models.resnet_encoder import BatchNorm
 
 ATOL = 2e-5
 
 BLOCKS = {
-    'conv2d_k5_s1': lambda: layers.Conv2D(32, 5, 1),
-    'conv2d_k3_s2': lambda: layers.Conv2D(32, 3, 2),
-    'conv2d_k7_s1': lambda: layers.Conv2D(16, 7, 1),
-    'residualconv_s1': lambda: layers.ResidualConv(32, 1),
-    'residualconv_s2': lambda: layers.ResidualConv(32, 2),
-    'invdepth': lambda: layers.InvDepth(),
-    'pack3d_d8_k3': lambda: layers.PackLayerConv3d(3, d=8),
-    'pack3d_d8_k5': lambda: layers.PackLayerConv3d(5, d=8),
-    'pack3d_d4_k3': lambda: layers.PackLayerConv3d(3, d=4),
-    'unpack3d_d8_k3': lambda: layers.UnpackLayerConv3d(32, 3, d=8),
-    'unpack3d_d4_k3': lambda: layers.UnpackLayerConv3d(16, 3, d=4),
+    'conv2d_k5_s1': lambda: blocks.Conv2D(32, 5, 1),
+    'conv2d_k3_s2': lambda: blocks.Conv2D(32, 3, 2),
+    'conv2d_k7_s1': lambda: blocks.Conv2D(16, 7, 1),
+    'residualconv_s1': lambda: blocks.ResidualConv(32, 1),
+    'residualconv_s2': lambda: blocks.ResidualConv(32, 2),
+    'invdepth': lambda: blocks.InvDepth(),
+    'pack3d_d8_k3': lambda: blocks.PackLayerConv3d(3, d=8),
+    'pack3d_d8_k5': lambda: blocks.PackLayerConv3d(5, d=8),
+    'pack3d_d4_k3': lambda: blocks.PackLayerConv3d(3, d=4),
+    'unpack3d_d8_k3': lambda: blocks.UnpackLayerConv3d(32, 3, d=8),
+    'unpack3d_d4_k3': lambda: blocks.UnpackLayerConv3d(16, 3, d=4),
     'resnet_convblock': lambda: ConvBlock(32),
     'resnet_conv3x3_reflect': lambda: Conv3x3(1),
 }
@@ -62,17 +64,17 @@ def test_block_matches_reference(name, units, manifest):
 
 
 def test_packing_and_pixel_shuffle_exact(units):
-  packed = jax.jit(layers.packing)(nchw_to_nhwc(units['packing_r2/input']))
+  packed = jax.jit(packing.packing)(nchw_to_nhwc(units['packing_r2/input']))
   np.testing.assert_array_equal(packed, nchw_to_nhwc(units['packing_r2/output']))
-  shuffled = jax.jit(layers.pixel_shuffle)(nchw_to_nhwc(units['pixel_shuffle_r2/input']))
+  shuffled = jax.jit(packing.pixel_shuffle)(nchw_to_nhwc(units['pixel_shuffle_r2/input']))
   np.testing.assert_array_equal(shuffled, nchw_to_nhwc(units['pixel_shuffle_r2/output']))
   x = jnp.arange(2 * 4 * 6 * 5, dtype=jnp.float32).reshape(2, 4, 6, 5)
-  np.testing.assert_array_equal(layers.pixel_shuffle(layers.packing(x)), x)
+  np.testing.assert_array_equal(packing.pixel_shuffle(packing.packing(x)), x)
 
 
 def test_packing_odd_size_raises():
   with pytest.raises(ValueError, match=r'packing: x: .*\(1, 5, 6, 2\)'):
-    layers.packing(jnp.zeros((1, 5, 6, 2)))
+    packing.packing(jnp.zeros((1, 5, 6, 2)))
 
 
 def test_disp_to_depth_head(units):
@@ -130,7 +132,7 @@ def test_batchnorm_eval_uses_running_stats():
 
 @pytest.fixture(scope='module')
 def residual_template():
-  return layers.ResidualBlock(32, 2).init(jax.random.PRNGKey(0), jnp.zeros((1, 4, 4, 16)))
+  return blocks.ResidualBlock(32, 2).init(jax.random.PRNGKey(0), jnp.zeros((1, 4, 4, 16)))
 
 
 def test_keymap_paths_and_layouts(residual_template):
@@ -196,7 +198,7 @@ def _conv3d_oracle(variables, x):
 
 def test_conv3d_unit_matches_native_3d_conv_forward_and_backward():
   x = jax.random.normal(jax.random.PRNGKey(0), (2, 12, 5, 7))  # depth-major [B, D, H, W]
-  unit = layers.Conv3dUnit(4)
+  unit = blocks.Conv3dUnit(4)
   variables = unit.init(jax.random.PRNGKey(1), x)
   variables = jax.tree_util.tree_map(lambda v: v + 0.1, variables)  # non-zero bias
   out = jax.jit(unit.apply)(variables, x)
@@ -222,11 +224,11 @@ def test_conv3d_unit_matches_native_3d_conv_forward_and_backward():
 def test_depth_major_layouts_match_nhwc_helpers():
   """packing_depth_major / pixel_shuffle_depth_major = packing / pixel_shuffle with the Conv3d's channel view."""
   x = jnp.arange(2 * 4 * 6 * 5, dtype=jnp.float32).reshape(2, 4, 6, 5)
-  np.testing.assert_array_equal(jnp.moveaxis(layers.packing_depth_major(x), 1, -1), layers.packing(x))
+  np.testing.assert_array_equal(jnp.moveaxis(packing.packing_depth_major(x), 1, -1), packing.packing(x))
   y = jnp.arange(2 * 8 * 3 * 5 * 4, dtype=jnp.float32).reshape(2, 8, 3, 5, 4)  # [B, D, H, W, d]
   nhwc = pack_conv.depth_major_to_nhwc(y)
   assert nhwc[1, 2, 3, 2 * 8 + 5] == y[1, 5, 2, 3, 2]  # channel k·D + c
-  np.testing.assert_array_equal(layers.pixel_shuffle_depth_major(y), layers.pixel_shuffle(nhwc))
+  np.testing.assert_array_equal(packing.pixel_shuffle_depth_major(y), packing.pixel_shuffle(nhwc))
 
 
 def test_group_norm_matches_flax_and_rejects_bad_channels():
@@ -377,7 +379,7 @@ def test_fused_packing_layer_never_holds_the_conv3d_output(monkeypatch):
   creates it and needs less than half as much.
   """
   x = jnp.zeros((1, 256, 256, 16))
-  layer = layers.PackLayerConv3d(5, d=8)
+  layer = blocks.PackLayerConv3d(5, d=8)
   variables = layer.init(jax.random.PRNGKey(0), x)
   assert pack_conv.use_fused(1, 128, 128, 64, 8, 5, 16)
   intermediate_bytes = 128 * 128 * (8 * 64) * 4

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from packnet_jax.models.max_pool import max_pool_3x3_s2
+from packnet_jax.models.fast.max_pool import max_pool_3x3_s2
 
 
 def _first_max_gradient(x, g):

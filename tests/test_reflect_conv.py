@@ -4,7 +4,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from packnet_jax.models import depth_resnet, reflect_conv
+from packnet_jax.models import depth_resnet
+from packnet_jax.models.fast import reflect_conv
 
 
 def padded_conv(x, kernel):

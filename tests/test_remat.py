@@ -9,6 +9,8 @@ import pytest
 
 from configs import default
 from packnet_jax.models import layers, registry
+from packnet_jax.models import packnet_blocks as blocks
+from packnet_jax.models.fast.remat import remat
 from packnet_jax.models.resnet_encoder import ResNetBlock
 from packnet_jax.train import model_init
 
@@ -23,13 +25,13 @@ class TinyNet(nn.Module):
 
   @nn.compact
   def __call__(self, rgb, train=False):
-    conv2d, pack, unpack, inv_depth = (layers.remat(cls, self.remat) for cls in (
-        layers.Conv2D, layers.PackLayerConv3d, layers.UnpackLayerConv3d, layers.InvDepth))
+    conv2d, pack, unpack, inv_depth = (remat(cls, self.remat) for cls in (
+        blocks.Conv2D, blocks.PackLayerConv3d, blocks.UnpackLayerConv3d, blocks.InvDepth))
     x = conv2d(16, 5, name='stem')(rgb)
-    x = layers.ResidualBlock(16, self.residual_blocks, name='res', remat_mode=self.remat)(x, train)
+    x = blocks.ResidualBlock(16, self.residual_blocks, name='res', remat_mode=self.remat)(x, train)
     skip = x
     x = pack(3, d=4, name='pack')(x)
-    resnet_block = functools.partial(layers.remat(ResNetBlock, self.remat, static_argnums=(2,)), 16)
+    resnet_block = functools.partial(remat(ResNetBlock, self.remat, static_argnums=(2,)), 16)
     x = layers.Stage(resnet_block, 2, name='layer')(x, train)
     x = unpack(16, 3, d=4, name='unpack')(x)
     return inv_depth(name='disp')(jnp.concatenate([x, skip], -1))
@@ -114,7 +116,7 @@ def test_remat_lowers_compiled_memory():
   """The compiled temporaries of value and gradient, per mode, on this backend (CPU in CI).
 
   jax.checkpoint alone changed nothing here (XLA:CPU removes its optimisation barriers, then merges
-  the recomputation into the forward pass): the same bytes in all three modes. layers.remat ties
+  the recomputation into the forward pass): the same bytes in all three modes. fast.remat.remat ties
   the saved activations to the output cotangent in a custom VJP, so the recomputation runs after
   the cotangent exists and differs from the forward computation.
   """
@@ -133,7 +135,7 @@ def _is_checkpoint(eqn):
 
 def _count_checkpoints(jaxpr):
   """Blocks at the top level of a jaxpr (Flax modules are inlined) that are a custom VJP around one
-  jax.checkpoint call (layers.remat)."""
+  jax.checkpoint call (fast.remat.remat)."""
   return sum(1 for eqn in jaxpr.eqns if eqn.primitive.name == 'custom_vjp_call'
              and [_is_checkpoint(e) for e in eqn.params['call_jaxpr'].jaxpr.eqns] == [True])
 

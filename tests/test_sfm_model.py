@@ -16,6 +16,7 @@ import noise
 import recipe
 from packnet_jax.convert import keymap
 from packnet_jax.models import registry
+from packnet_jax.losses import objective
 from packnet_jax.models import sfm_model
 
 FIX = load_npz('selfsup_model_step.npz')
@@ -68,7 +69,7 @@ def _jitted_step(dtype=np.float32):
       'rgb_context': np.stack([nchw_to_nhwc(c) for c in FIX['rgb_context']], axis=1),
       'intrinsics': FIX['intrinsics'],
   }, dtype)
-  opts = sfm_model.LossOptions()
+  opts = objective.LossOptions()
 
   @jax.jit
   def step(params, batch_stats, flip):
@@ -76,7 +77,7 @@ def _jitted_step(dtype=np.float32):
       (inv_depths, poses), updates = model.apply(
           {'params': p, 'batch_stats': batch_stats}, batch['rgb'], batch['rgb_context'],
           flip=flip, train=True, mutable=['batch_stats'])
-      loss, metrics = sfm_model.sfm_loss(inv_depths, poses, batch, opts)
+      loss, metrics = objective.sfm_loss(inv_depths, poses, batch, opts)
       return loss, (metrics, inv_depths, poses, updates['batch_stats'])
     return jax.value_and_grad(loss_fn, has_aux=True)(params)
 
@@ -171,4 +172,4 @@ def test_flip_only_changes_depth_input():
 
 def test_loss_options_reject_unknown_model():
   with pytest.raises(ValueError, match='model: expected one of'):
-    sfm_model.LossOptions(model='FancyModel')
+    objective.LossOptions(model='FancyModel')

@@ -42,7 +42,7 @@ def train_args(data, workdir, max_steps):
   return [f'--config=configs/demo.py:{data}', f'--workdir={workdir}',
           f'--config.datasets.augmentation.image_shape=({SHAPE[0]},{SHAPE[1]})',
           '--config.datasets.train.batch_size=2', '--config.datasets.validation.batch_size=2',
-          f'--config.arch.max_steps={max_steps}', '--config.eval.every_steps=2',
+          f'--config.arch.max_steps={max_steps}', '--config.eval.schedule=steps', '--config.eval.every_steps=2',
           '--config.checkpoint.every_steps=2', '--config.logging.log_every_steps=3',
           '--config.logging.image_every_steps=2', f'--config.train.inject_nonfinite_steps=({NONFINITE_STEP},)',
           # The reference's colour jitter (the demo's default too, spelled out because this test

@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from packnet_jax.models import space_to_depth_conv
+from packnet_jax.models.fast import space_to_depth_conv
 
 NHWC = ('NHWC', 'HWIO', 'NHWC')
 

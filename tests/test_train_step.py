@@ -11,6 +11,7 @@ import optax
 import pytest
 
 import train_testlib
+from packnet_jax.losses import objective
 from packnet_jax.models import sfm_model
 from packnet_jax.train import device_layout
 from packnet_jax.train import optim
@@ -20,7 +21,7 @@ from packnet_jax.train.train_state import TrainState
 H, W = 32, 64
 # One loss scale: a quarter of the photometric loss's compile time; the scale count does not matter
 # for what is tested here (the full loss is checked against the reference in test_sfm_model).
-LOSS_OPTIONS = sfm_model.LossOptions(num_scales=1)
+LOSS_OPTIONS = objective.LossOptions(num_scales=1)
 
 
 class TinyPoseNet(nn.Module):
@@ -78,6 +79,11 @@ def _leaves(tree):
   return [np.asarray(x) for x in jax.tree_util.tree_leaves(tree)]
 
 
+def _split_batch(batch, num_devices):
+  """[B, ...] → [num_devices, B / num_devices, ...], the pmapped step's batch layout."""
+  return jax.tree_util.tree_map(lambda x: x.reshape((num_devices, -1) + x.shape[1:]), batch)
+
+
 @pytest.mark.parametrize('flip_seed', [0, 3])
 def test_pmap_equals_single_device(flip_seed):
   assert jax.local_device_count() == 2
@@ -86,7 +92,7 @@ def test_pmap_equals_single_device(flip_seed):
   rng = jax.random.PRNGKey(flip_seed)
   single, m1 = _compiled(sgd=True)(state, batch, rng)
   multi, m2 = _compiled(sgd=True, pmapped=True)(flax.jax_utils.replicate(state),
-                                                device_layout.shard_batch(batch, 2), rng)
+                                                _split_batch(batch, 2), rng)
   for a, b in zip(_leaves(single.params), _leaves(multi.params)):
     np.testing.assert_allclose(b[0], b[1], rtol=0, atol=0)   # replicas identical
     np.testing.assert_allclose(b[0], a, rtol=0, atol=1e-5)
@@ -100,7 +106,7 @@ def test_batchnorm_statistics_are_averaged_across_devices():
   _, state = _setup('bn', sgd=True)
   batch = _batch(4, seed=1)
   multi, _ = _compiled('bn', sgd=True, pmapped=True)(flax.jax_utils.replicate(state),
-                                                     device_layout.shard_batch(batch, 2), jax.random.PRNGKey(0))
+                                                     _split_batch(batch, 2), jax.random.PRNGKey(0))
   stats = jax.device_get(multi.batch_stats['depth_net']['bn'])
   for leaf in jax.tree_util.tree_leaves(stats):
     np.testing.assert_array_equal(leaf[0], leaf[1])
@@ -173,11 +179,6 @@ def test_grad_clipping():
   np.testing.assert_allclose(optax.global_norm(clipped), 1.0, rtol=1e-6)
   updates, _ = tx.update(grads, state, params)
   assert np.all(np.isfinite(updates['depth_net']['w']))
-
-
-def test_shard_batch_rejects_uneven_split():
-  with pytest.raises(ValueError, match='not divisible by 2 devices'):
-    device_layout.shard_batch({'rgb': np.zeros((3, 2))}, 2)
 
 
 def test_replicate_then_unreplicate_round_trips_without_compiling():

@@ -18,6 +18,7 @@ import pytest
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / 'tools'))
 import training_noise as tn  # noqa: E402  pylint: disable=wrong-import-position
 from packnet_jax.models import registry  # noqa: E402  pylint: disable=wrong-import-position
+from packnet_jax.losses import objective  # noqa: E402  pylint: disable=wrong-import-position
 from packnet_jax.models import sfm_model  # noqa: E402  pylint: disable=wrong-import-position
 from packnet_jax.train import optim  # noqa: E402  pylint: disable=wrong-import-position
 from packnet_jax.train import train_state  # noqa: E402  pylint: disable=wrong-import-position
@@ -86,7 +87,7 @@ def _abstract_train_step(model):
       params=v['params'], batch_stats=v['batch_stats'], tx=tx, rng=jax.random.PRNGKey(0)), shapes)
   batch = {'rgb': jnp.zeros((2, 64, 192, 3), jnp.float32), 'rgb_context': jnp.zeros((2, 2, 64, 192, 3), jnp.float32),
            'intrinsics': jnp.zeros((2, 3, 3), jnp.float32)}
-  step = train_step.make_train_step(model, sfm_model.LossOptions())
+  step = train_step.make_train_step(model, objective.LossOptions())
   return step, (state, batch, jax.random.PRNGKey(1))
 
 

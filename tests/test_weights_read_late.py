@@ -1,4 +1,4 @@
-"""ordering.weights_read_late: a convolution whose backward pass reads the kernel only after the cotangent.
+"""fast.weights_read_late: a convolution whose backward pass reads the kernel only after the cotangent.
 
 Values and gradients must be bit for bit those of the plain convolution; and in
 the backward program nothing may be computed from the kernel alone (the flipped,
@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from packnet_jax.models import layers
-from packnet_jax.models import reflect_conv
-from packnet_jax.models import space_to_depth_conv
-from packnet_jax.utils import ordering
+from packnet_jax.models.fast import reflect_conv
+from packnet_jax.models.fast import space_to_depth_conv
+from packnet_jax.models.fast.weights_read_late import weights_read_late
 
 NHWC = ('NHWC', 'HWIO', 'NHWC')
 
@@ -41,7 +41,7 @@ def _inputs(seed=0):
 @pytest.mark.parametrize('conv', [_plain, _strided, _reflect], ids=['plain', 'stride2', 'reflect'])
 def test_values_and_gradients_are_bit_for_bit_the_plain_ones(conv):
   x, w, kc = _inputs()
-  late = ordering.weights_read_late(conv)
+  late = weights_read_late(conv)
   y = conv(x, w)
   ct = jax.random.normal(kc, y.shape)
   np.testing.assert_array_equal(late(x, w), y)
@@ -87,7 +87,7 @@ def test_plain_backward_flips_the_kernel_before_the_cotangent_exists():
 
 @pytest.mark.parametrize('conv', [_plain, _strided, _reflect], ids=['plain', 'stride2', 'reflect'])
 def test_backward_computes_nothing_from_the_kernel_alone(conv):
-  assert _kernel_only_equations(ordering.weights_read_late(conv)) == []
+  assert _kernel_only_equations(weights_read_late(conv)) == []
 
 
 def test_every_network_convolution_goes_through_it():

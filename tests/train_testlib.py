@@ -71,7 +71,7 @@ def tiny_config(model='SelfSupModel', max_steps=4):
   config.logging.log_every_steps = 1
   config.logging.image_every_steps = 0
   config.logging.progress_every_steps = 0
-  config.eval.every_steps = -1
+  config.eval.schedule = 'off'
   return config
 
 

@@ -135,22 +135,6 @@ def peak_memory_bytes():
   return int(stats['peak_bytes_in_use']) if stats and 'peak_bytes_in_use' in stats else None
 
 
-def time_compiled(fn, args, iters, warmup):
-  """(compile seconds, list of per-call seconds) of jit(fn) on args; results blocked on."""
-  start = time.perf_counter()
-  compiled = jax.jit(fn).lower(*args).compile()
-  compile_s = time.perf_counter() - start
-  for _ in range(warmup):
-    jax.block_until_ready(compiled(*args))
-  times = []
-  for _ in range(iters):
-    start = time.perf_counter()
-    jax.block_until_ready(compiled(*args))
-    times.append(time.perf_counter() - start)
-  memory = compiled_memory(compiled).get('compiled_memory_bytes')
-  return compile_s, times, memory
-
-
 def compiled_memory(compiled):
   """Compiled buffer sizes: temp, arguments, outputs, their sum, and outputs aliasing (donated) arguments.
 

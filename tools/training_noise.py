@@ -122,6 +122,7 @@ def _flat(tree):
 
 def build(depth_net='DepthResNet', version='18'):
   """(SfmModel factory by dtype, loss options, optax Adam) as configs/default.py sets them."""
+  from packnet_jax.losses import objective  # pylint: disable=import-outside-toplevel
   from packnet_jax.models import registry  # pylint: disable=import-outside-toplevel
   from packnet_jax.models import sfm_model  # pylint: disable=import-outside-toplevel
   from packnet_jax.train import optim  # pylint: disable=import-outside-toplevel
@@ -132,7 +133,7 @@ def build(depth_net='DepthResNet', version='18'):
     return sfm_model.SfmModel(depth_net=registry.build_depth_net(depth_net, version, dtype=dtype),
                               pose_net=registry.build_pose_net('PoseNet', dtype=dtype),
                               upsample_depth_maps=loss.upsample_depth_maps, rotation_mode=loss.rotation_mode)
-  opts = sfm_model.LossOptions.from_dict('SelfSupModel', loss.to_dict())
+  opts = objective.LossOptions.from_dict('SelfSupModel', loss.to_dict())
   tx, _ = optim.create_optimizer(depth_lr=config.optim.depth.lr, pose_lr=config.optim.pose.lr)
   return model, opts, tx
 
@@ -184,8 +185,8 @@ def _compiled_step(depth_net, version, dtype):
   """
   import jax  # pylint: disable=import-outside-toplevel
   import optax  # pylint: disable=import-outside-toplevel
+  from packnet_jax.losses import objective  # pylint: disable=import-outside-toplevel
   from packnet_jax.models import registry  # pylint: disable=import-outside-toplevel
-  from packnet_jax.models import sfm_model  # pylint: disable=import-outside-toplevel
   make_model, opts, tx = build(depth_net, version)
   model = make_model(registry.dtype(dtype))
 
@@ -195,7 +196,7 @@ def _compiled_step(depth_net, version, dtype):
       variables = {'params': p, **({'batch_stats': batch_stats} if batch_stats else {})}
       (inv_depths, poses), updates = model.apply(variables, batch['rgb'], batch['rgb_context'], flip=flip,
                                                  train=True, mutable=['batch_stats'])
-      loss, _ = sfm_model.sfm_loss(inv_depths, poses, batch, opts)
+      loss, _ = objective.sfm_loss(inv_depths, poses, batch, opts)
       return loss, updates.get('batch_stats', {})
     (loss, new_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
     updates, opt_state = tx.update(grads, opt_state, params)

@@ -8,7 +8,7 @@ pixels adds 0 but still counts). Everything works on masks with static shapes, s
 import jax.numpy as jnp
 import numpy as np
 
-from packnet_jax.geometry.checks import check_choice, check_shape
+from packnet_jax.utils.checks import check_choice, check_shape
 from packnet_jax.geometry.depth import inv2depth
 from packnet_jax.geometry.sampling import resize_bilinear_align_corners
 

@@ -10,7 +10,7 @@ Conventions (docs/reference.md §3.2):
 """
 import jax.numpy as jnp
 
-from packnet_jax.geometry.checks import check_choice, check_shape
+from packnet_jax.utils.checks import check_choice, check_shape
 from packnet_jax.geometry.pose import apply_3x3, invert_pose, transform_points
 
 _MIN_Z = 1e-5  # Reference clamp on projected depth; no other masking.

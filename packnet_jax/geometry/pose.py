@@ -12,7 +12,7 @@ component, which XLA fuses into one loop instead of a batched 3x3 dot per pixel.
 """
 import jax.numpy as jnp
 
-from packnet_jax.geometry.checks import check_choice, check_shape
+from packnet_jax.utils.checks import check_choice, check_shape
 
 
 def matmul_f32(a, b):

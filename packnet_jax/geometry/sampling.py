@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from packnet_jax.geometry.checks import check_choice, check_shape
+from packnet_jax.utils.checks import check_choice, check_shape
 
 
 def _gather(image, yi, xi):
@@ -103,8 +103,3 @@ def resize_nearest_torch(x, size):
 
   return x[:, src(h_in, h_out)][:, :, src(w_in, w_out)]
 
-
-def upsample_nearest(x, factor):
-  """Nearest upsampling of x [B, H, W, C] by an integer factor (pixel repeat)."""
-  check_shape('x', x, ('B', 'H', 'W', 'C'))
-  return jnp.repeat(jnp.repeat(x, factor, axis=1), factor, axis=2)

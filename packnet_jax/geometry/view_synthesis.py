@@ -1,6 +1,6 @@
 """View synthesis: warp a reference image into the target view (docs/reference.md §3.2)."""
 from packnet_jax.geometry.camera import project, reconstruct
-from packnet_jax.geometry.checks import check_shape
+from packnet_jax.utils.checks import check_shape
 from packnet_jax.geometry.sampling import grid_sample
 
 

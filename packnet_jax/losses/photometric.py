@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from packnet_jax.geometry.camera import scale_intrinsics
-from packnet_jax.geometry.checks import check_choice, check_shape
+from packnet_jax.utils.checks import check_choice, check_shape
 from packnet_jax.geometry.depth import inv2depth
 from packnet_jax.geometry.sampling import resize_bilinear_align_corners
 from packnet_jax.geometry.view_synthesis import view_synthesis
@@ -161,7 +161,7 @@ def _check_inputs(image, contexts, inv_depths, K, ref_K, poses, num_scales):
 def multiview_photometric_loss(image, contexts, inv_depths, K, ref_K, poses, *, num_scales=4,
                                ssim_loss_weight=0.85, smooth_loss_weight=0.001, C1=1e-4, C2=9e-4,
                                photometric_reduce_op='min', clip_loss=0.0, padding_mode='zeros',
-                               automask_loss=True, progressive_scaling=0.0, progress=0.0):
+                               automask_loss=True):
   """Self-supervised multi-view photometric loss.
 
   Args:
@@ -176,15 +176,14 @@ def multiview_photometric_loss(image, contexts, inv_depths, K, ref_K, poses, *, 
     photometric_reduce_op ('min'|'mean'), clip_loss, padding_mode
     ('zeros'|'border'), automask_loss: static options; the keyword defaults are
       the reference *config* defaults (docs/reference.md §7), not its constructor defaults.
-    progressive_scaling, progress: accepted for parity but ignored: progressive
-      scaling is a no-op in the reference (it always uses `num_scales`, docs/reference.md §4.6).
+    (The reference's progressive_scaling has no effect there, docs/reference.md §4.6, and no
+    parameter here.)
 
   Returns:
     (loss, metrics): scalar total loss and {'photometric_loss',
     'smoothness_loss'}. Quirk kept from the reference: metrics
     'photometric_loss' equals the *total* loss (photometric + smoothness).
   """
-  del progressive_scaling, progress  # No-op in the reference; see docstring.
   check_choice('photometric_reduce_op', photometric_reduce_op, ('min', 'mean'))
   check_choice('padding_mode', padding_mode, ('zeros', 'border'))
   _check_inputs(image, contexts, inv_depths, K, ref_K, poses, num_scales)

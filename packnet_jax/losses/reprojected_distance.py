@@ -13,7 +13,7 @@ scales.
 import jax.numpy as jnp
 
 from packnet_jax.geometry.camera import project, reconstruct, scale_intrinsics
-from packnet_jax.geometry.checks import check_shape
+from packnet_jax.utils.checks import check_shape
 from packnet_jax.geometry.depth import inv2depth
 from packnet_jax.geometry.pose import invert_pose, transform_points
 from packnet_jax.losses.supervised import as_scale_list, masked_mean, match_gt_scales

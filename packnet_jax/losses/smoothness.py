@@ -5,7 +5,7 @@ with images already resized to their inverse-depth map's size.
 """
 import jax.numpy as jnp
 
-from packnet_jax.geometry.checks import check_shape
+from packnet_jax.utils.checks import check_shape
 
 
 def _gradient_x(x):

@@ -4,7 +4,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from packnet_jax.geometry.checks import check_shape
+from packnet_jax.utils.checks import check_shape
 
 
 def _avg_pool3(x):

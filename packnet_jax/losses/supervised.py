@@ -7,7 +7,7 @@ instead of the reference's boolean indexing; the results are the same means over
 """
 import jax.numpy as jnp
 
-from packnet_jax.geometry.checks import check_shape
+from packnet_jax.utils.checks import check_shape
 from packnet_jax.geometry.sampling import resize_nearest_torch
 
 METHODS = ('l1', 'mse', 'berhu', 'silog', 'abs_rel')

@@ -9,7 +9,9 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from packnet_jax.models import initializers, layers, reflect_conv
+from packnet_jax.models import initializers, layers
+from packnet_jax.models.fast import reflect_conv
+from packnet_jax.models.fast.remat import remat
 from packnet_jax.models.resnet_encoder import ResnetEncoder, parse_resnet_version
 
 DECODER_WIDTHS = (16, 32, 64, 128, 256)
@@ -43,7 +45,7 @@ class ConvBlock(nn.Module):
 class DepthDecoderConvs(nn.Module):
   """The reference decoder's ModuleList: returns the 4 sigmoid maps [disp0 (full res), ..., disp3].
 
-  `remat` (see `layers.remat`) wraps every ConvBlock.
+  `remat` (see `fast.remat.remat`) wraps every ConvBlock.
   """
   dtype: Any = jnp.float32
   remat: str = 'none'
@@ -51,7 +53,7 @@ class DepthDecoderConvs(nn.Module):
   @nn.compact
   def __call__(self, features):
     dt = self.dtype
-    conv_block = layers.remat(ConvBlock, self.remat)
+    conv_block = remat(ConvBlock, self.remat)
     x = features[-1]
     disps = {}
     for i in (4, 3, 2, 1, 0):
@@ -88,9 +90,9 @@ class DepthResNet(nn.Module):
     version: '18', '34' or '50' (an int or a trailing 'pt' is accepted; 'pt' gets torchvision's
       ImageNet encoder weights at init, see packnet_jax.train.imagenet_init).
     dropout: accepted for config compatibility, unused (as in the reference).
-    dtype: compute dtype; params and outputs `layers.param_dtype(dtype)` (float32 unless float64).
+    dtype: compute dtype; params and outputs `utils.dtypes.param_dtype(dtype)` (float32 unless float64).
     remat: 'none' | 'full' | 'save_conv' (config `model.remat`): jax.checkpoint
-      around every encoder residual block and decoder conv block (`layers.remat`).
+      around every encoder residual block and decoder conv block (`fast.remat.remat`).
 
   __call__(rgb [B,H,W,3] in [0,1], train=False, all_scales=None): train → list of 4
   inverse depths (full res first), eval → [B,H,W,1]; `all_scales` overrides the

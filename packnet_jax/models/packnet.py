@@ -5,7 +5,7 @@ features; the two public classes only differ in those class constants.
 `version` is read as the reference does: only `version[1:]` matters, 'A' =
 concatenate the skip, 'B' = add it. Initialised as the reference's `init_weights`:
 every Conv2d and Conv3d kernel xavier_uniform_ with zero bias (the default of
-`layers.conv`, and of the Conv3d and fused-conv weights in layers.py), GroupNorm 1 / 0.
+`layers.conv`, and of the Conv3d and packing-layer weights in packnet_blocks.py), GroupNorm 1 / 0.
 """
 from typing import Any
 
@@ -13,6 +13,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from packnet_jax.models import layers
+from packnet_jax.models import packnet_blocks as blocks
+from packnet_jax.models.fast.remat import remat
 
 _NUM_BLOCKS = (2, 2, 3, 3)
 _PACK_KERNELS = (5, 3, 3, 3, 3)
@@ -27,10 +29,10 @@ class PackNet01(nn.Module):
     version: '1A' (concatenated skips) or '1B' (added skips).
     dropout: Dropout2d rate on the residual shortcuts (0 = off; train mode then
       needs a 'dropout' rng).
-    dtype: compute dtype; parameters and outputs are `layers.param_dtype(dtype)` (float32 unless float64).
+    dtype: compute dtype; parameters and outputs are `utils.dtypes.param_dtype(dtype)` (float32 unless float64).
     remat: 'none' | 'full' | 'save_conv' (config `model.remat`): jax.checkpoint
       around every block (stem convs, residual convs, packing, unpacking, iconv
-      and inverse-depth layers); see `layers.remat`.
+      and inverse-depth layers); see `fast.remat.remat`.
 
   __call__(rgb [B,H,W,3] in [0,1], train=False, all_scales=None) returns, in train
   mode, the list of 4 inverse depths [inv1 (full res), inv2, inv3, inv4] and in
@@ -78,8 +80,8 @@ class PackNet01(nn.Module):
     layers.check_depth_input(rgb, name)
     dt, d = self.dtype, self._NUM_3D_FEAT
     widths = self._WIDTHS
-    conv2d, pack, unpack, inv_depth = (layers.remat(cls, self.remat) for cls in (
-        layers.Conv2D, layers.PackLayerConv3d, layers.UnpackLayerConv3d, layers.InvDepth))
+    conv2d, pack, unpack, inv_depth = (remat(cls, self.remat) for cls in (
+        blocks.Conv2D, blocks.PackLayerConv3d, blocks.UnpackLayerConv3d, blocks.InvDepth))
     x = conv2d(self._NI, 5, 1, dtype=dt, name='pre_calc')(jnp.asarray(rgb, dt))
 
     # Encoder. Skips are the stem and the *packed* features (docs/reference.md §11 item 1).
@@ -87,7 +89,7 @@ class PackNet01(nn.Module):
     feat = conv2d(widths[0], 7, 1, dtype=dt, name='conv1')(x)
     for i in range(5):
       if i > 0:
-        feat = layers.ResidualBlock(widths[i], _NUM_BLOCKS[i - 1], 1, self.dropout, dtype=dt,
+        feat = blocks.ResidualBlock(widths[i], _NUM_BLOCKS[i - 1], 1, self.dropout, dtype=dt,
                                     name=f'conv{i + 1}', remat_mode=self.remat)(feat, train)
       feat = pack(_PACK_KERNELS[i], d, dtype=dt, name=f'pack{i + 1}')(feat)
       skips.append(feat)
@@ -101,8 +103,7 @@ class PackNet01(nn.Module):
       parts = self._combine(stacking, level, unpacked, skips[level - 1])
       if up_inv is not None:
         parts.append(up_inv.astype(dt))
-      x = conv2d(widths[level - 1], _ICONV_KERNEL, 1, dtype=dt, name=f'iconv{level}',
-                 input_parts=tuple(part.shape[-1] for part in parts))(jnp.concatenate(parts, axis=-1))
+      x = conv2d(widths[level - 1], _ICONV_KERNEL, 1, dtype=dt, name=f'iconv{level}')(parts)
       if level <= 4:
         inv = inv_depth(dtype=dt, name=f'disp{level}_layer')(x)
         inv_depths.insert(0, layers.to_output_dtype(inv))

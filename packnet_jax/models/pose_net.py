@@ -13,7 +13,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from packnet_jax.models import layers
-from packnet_jax.models import space_to_depth_conv
+from packnet_jax.models.fast import space_to_depth_conv
 
 _CHANNELS = (16, 32, 64, 128, 256, 256, 256)
 _KERNELS = (7, 5, 3, 3, 3, 3, 3)

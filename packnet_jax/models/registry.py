@@ -3,7 +3,7 @@ import jax
 import jax.numpy as jnp
 
 from packnet_jax.models.depth_resnet import DepthResNet
-from packnet_jax.models.layers import REMAT_MODES
+from packnet_jax.models.fast.remat import REMAT_MODES
 from packnet_jax.models.packnet import PackNet01, PackNetSlim01
 from packnet_jax.models.pose_net import PoseNet
 from packnet_jax.models.pose_resnet import PoseResNet
@@ -13,7 +13,7 @@ NETWORKS = {'depth': 'depth_net', 'pose': 'pose_net'}
 # Compute dtypes by config name (`compute_dtype`, `--dtype`); parameters stay float32.
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16, 'float16': jnp.float16}
 # Training's `compute_dtype` also takes 'float64': everything float64, to measure float32's rounding
-# noise (CPU, with jax_enable_x64 on before any array is made; see `layers.param_dtype`).
+# noise (CPU, with jax_enable_x64 on before any array is made; see `utils.dtypes.param_dtype`).
 FLOAT64 = 'float64'
 COMPUTE_DTYPES = tuple(DTYPES) + (FLOAT64,)
 

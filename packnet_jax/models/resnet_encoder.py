@@ -17,7 +17,9 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from packnet_jax.models import initializers, layers
-from packnet_jax.models.max_pool import max_pool_3x3_s2
+from packnet_jax.models.fast.max_pool import max_pool_3x3_s2
+from packnet_jax.models.fast.remat import remat
+from packnet_jax.utils.dtypes import param_dtype
 
 # num_layers → (block type, blocks per stage).
 RESNET_STAGES = {18: ('basic', (2, 2, 2, 2)), 34: ('basic', (3, 4, 6, 3)), 50: ('bottleneck', (3, 4, 6, 3))}
@@ -30,7 +32,7 @@ class BatchNorm(nn.Module):
   Train mode normalises with the biased batch variance and updates
   `running_var` with the unbiased one (n/(n−1), n = B·H·W), unlike Flax's
   BatchNorm; train-mode calls must pass mutable=['batch_stats'].
-  Variables: params scale/bias, batch_stats mean/var (statistics in `layers.param_dtype`).
+  Variables: params scale/bias, batch_stats mean/var (statistics in `utils.dtypes.param_dtype`).
   """
   momentum: float = 0.1
   epsilon: float = 1e-5
@@ -39,7 +41,7 @@ class BatchNorm(nn.Module):
   @nn.compact
   def __call__(self, x, train=False):
     c = x.shape[-1]
-    stats_dtype = layers.param_dtype(self.dtype)
+    stats_dtype = param_dtype(self.dtype)
     scale = self.param('scale', nn.initializers.ones, (c,), stats_dtype)
     bias = self.param('bias', nn.initializers.zeros, (c,), stats_dtype)
     ra_mean = self.variable('batch_stats', 'mean', lambda: jnp.zeros((c,), stats_dtype))
@@ -104,7 +106,7 @@ class ResNetBlock(nn.Module):
 class ResNet(nn.Module):
   """torchvision ResNet trunk returning the 5 feature maps (no normalisation).
 
-  `remat` ('none' | 'full' | 'save_conv', see `layers.remat`) wraps every residual block.
+  `remat` ('none' | 'full' | 'save_conv', see `fast.remat.remat`) wraps every residual block.
   """
   num_layers: int = 18
   dtype: Any = jnp.float32
@@ -122,13 +124,13 @@ class ResNet(nn.Module):
     x = max_pool_3x3_s2(features[0])
     for i, (planes, num_blocks) in enumerate(zip((64, 128, 256, 512), blocks)):
       # torchvision `layerN`: blocks '0', '1', ...; the first one carries the stride.
-      block = functools.partial(layers.remat(ResNetBlock, self.remat, static_argnums=(2,)), planes,
+      block = functools.partial(remat(ResNetBlock, self.remat, static_argnums=(2,)), planes,
                                 kind=kind, dtype=dt)
       x = layers.Stage(block, num_blocks, 1 if i == 0 else 2, name=f'layer{i + 1}')(x, train)
       features.append(x)
     if self.is_initializing():
       # The classifier is never used, but exists in the reference state dict.
-      nn.Dense(1000, dtype=dt, param_dtype=layers.param_dtype(dt), name='fc',
+      nn.Dense(1000, dtype=dt, param_dtype=param_dtype(dt), name='fc',
                kernel_init=initializers.torch_default_kernel,
                bias_init=initializers.torch_default_bias(x.shape[-1]))(jnp.zeros((1, x.shape[-1]), dt))
     return features
@@ -142,7 +144,7 @@ class ResnetEncoder(nn.Module):
 
   @nn.compact
   def __call__(self, x, train=False):
-    x = (jnp.asarray(x, layers.param_dtype(self.dtype)) - 0.45) / 0.225
+    x = (jnp.asarray(x, param_dtype(self.dtype)) - 0.45) / 0.225
     return ResNet(self.num_layers, dtype=self.dtype, remat=self.remat, name='encoder')(x.astype(self.dtype), train)
 
 

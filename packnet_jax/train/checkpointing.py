@@ -61,11 +61,6 @@ def save(manager, state, meta, *, force=False):
       meta=ocp.args.JsonSave(dict(meta, step=step))), force=force)
 
 
-def latest_step(manager):
-  """The step of the newest complete checkpoint, or None."""
-  return manager.latest_step()
-
-
 def restore(manager, template_state, step=None):
   """Restores into the structure of `template_state`; returns (state, meta).
 

@@ -24,10 +24,6 @@ class DeviceLayout:
     """pmap whenever the run (all processes) has more than one device."""
     return cls(replicated=jax.device_count() > 1)
 
-  @property
-  def num_local_devices(self):
-    return jax.local_device_count()
-
   def put(self, tree):
     """Host pytree → device layout of the step's inputs (replicated, or on device 0)."""
     return replicate(tree) if self.replicated else jax.device_put(tree, jax.local_devices()[0])
@@ -67,11 +63,3 @@ def unshard(x):
   x = np.asarray(x)
   return x.reshape((-1,) + x.shape[2:])
 
-
-def shard_batch(batch, num_devices):
-  """[B, ...] → [num_devices, B / num_devices, ...] for pmap."""
-  def reshape(x):
-    if x.shape[0] % num_devices:
-      raise ValueError(f'batch: size {x.shape[0]} is not divisible by {num_devices} devices')
-    return x.reshape((num_devices, x.shape[0] // num_devices) + x.shape[1:])
-  return jax.tree_util.tree_map(reshape, batch)

@@ -14,6 +14,7 @@ import numpy as np
 from absl import logging
 from flax import traverse_util
 
+from packnet_jax.losses import objective
 from packnet_jax.models import registry
 from packnet_jax.models import sfm_model
 from packnet_jax.train import imagenet_init
@@ -22,7 +23,7 @@ from packnet_jax.train import imagenet_init
 
 def loss_options(config):
   """LossOptions from `config.model` (name + loss node)."""
-  return sfm_model.LossOptions.from_dict(config.model.name, config.model.loss.to_dict())
+  return objective.LossOptions.from_dict(config.model.name, config.model.loss.to_dict())
 
 
 def num_contexts(config):

@@ -104,12 +104,11 @@ def create_train_state(config, model, steps_per_epoch, load_weights=True):
   return jax.device_get(state), schedules
 
 
-def _compile_step(config, model, layout, steps_per_epoch, total_steps):
+def _compile_step(config, model, layout):
   step_fn = train_step_lib.make_train_step(
       model, model_init.loss_options(config), flip_lr_prob=config.model.loss.flip_lr_prob,
       axis_name=train_step_lib.AXIS_NAME if layout.replicated else None,
-      inject_nonfinite_steps=tuple(config.train.inject_nonfinite_steps),
-      progress_fn=lambda step: (step // steps_per_epoch) / max(1, total_steps // steps_per_epoch))
+      inject_nonfinite_steps=tuple(config.train.inject_nonfinite_steps))
   if layout.replicated:
     return train_step_lib.pmap_train_step(step_fn)
   return train_step_lib.jit_train_step(step_fn)
@@ -247,7 +246,7 @@ def train_and_evaluate(config, workdir):
   first_batch = next(train_iter) if start_step < total_steps else None
   workdir_lib.write_config(workdir, config)
   writer = train_logging.create_writer(workdir)
-  p_step = _compile_step(config, model, layout, steps_per_epoch, total_steps)
+  p_step = _compile_step(config, model, layout)
   global_batch = config.datasets.train.batch_size * jax.device_count()
   base_rng = jnp.asarray(state.rng)
   host_state = state                    # the newest state the host holds a copy of
@@ -255,11 +254,10 @@ def train_and_evaluate(config, workdir):
 
   report_progress = periodic_actions.ReportProgress(
       num_train_steps=total_steps, writer=writer, every_steps=config.logging.progress_every_steps or None)
-  eval_every = config.eval.every_steps if config.eval.every_steps != 0 else steps_per_epoch
-  if not config.datasets.validation.path:
-    eval_every = -1  # nothing to validate on
+  validates = bool(config.datasets.validation.path) and config.eval.schedule != 'off'
+  eval_every = steps_per_epoch if config.eval.schedule == 'epoch' else config.eval.every_steps
   eval_results = {}
-  if config.arch.validate_first and start_step == 0 and eval_every > 0:
+  if config.arch.validate_first and start_step == 0 and validates:
     eval_results = run_validation(config, model, host_state, writer, 0, workdir)
   collapse_monitor = collapse.CollapseMonitor.from_config(config.train)
   reader = _StepReader(layout, config.train.max_consecutive_nonfinite, manager, collapse_monitor, writer)
@@ -291,7 +289,7 @@ def train_and_evaluate(config, workdir):
     epoch_end = done % steps_per_epoch == 0 and _should(config.checkpoint.every_epochs,
                                                         done // steps_per_epoch)
     wants_images = _should(config.logging.image_every_steps, done)
-    wants_eval = eval_every > 0 and done % eval_every == 0 and done != total_steps
+    wants_eval = validates and done % eval_every == 0 and done != total_steps
     wants_save = _should(config.checkpoint.every_steps, done) or epoch_end
     if wants_images or wants_eval or wants_save:
       host_state = layout.host(state)
@@ -305,7 +303,7 @@ def train_and_evaluate(config, workdir):
   host_state = layout.host(state)
   checkpointing.save(manager, host_state, dict(meta, epoch=int(host_state.step) // steps_per_epoch))
   manager.wait_until_finished()
-  if eval_every >= 0:
+  if validates:
     eval_results = run_validation(config, model, host_state, writer, total_steps, workdir)
     print(f'final evaluation (step {total_steps}): {report.summary_line(eval_results)}', flush=True)
   if collapse_monitor.status_line():

@@ -31,11 +31,11 @@ import numpy as np
 import optax
 
 from packnet_jax.data import jitter
-from packnet_jax.models import layers
-from packnet_jax.models import sfm_model
+from packnet_jax.losses import objective
 from packnet_jax.train import collapse
 from packnet_jax.train import guarded_update
 from packnet_jax.train.device_layout import AXIS_NAME
+from packnet_jax.utils.dtypes import param_dtype
 # Batch entries the step reads (strings such as file names stay on the host).
 INPUT_KEYS = ('rgb', 'rgb_context', 'rgb_original', 'rgb_context_original', 'intrinsics',
               'depth', 'pose_context') + jitter.PARAM_KEYS
@@ -52,7 +52,7 @@ def apply_colour_jitter(batch):
 
   batch: [B, ...] entries (one device's batch). The originals are float32
   k/255; the jitter works on the levels k, and its uint8 output becomes
-  float32 k/255 again, the numbers the host pipeline used to ship.
+  float32 k/255 again, as the unjittered images are.
   """
   if jitter.PARAM_KEYS[0] not in batch:
     return batch
@@ -81,23 +81,20 @@ def _inject_nonfinite(loss, step, steps):
   return loss * jnp.where(hit, jnp.nan, 1.0).astype(loss.dtype)
 
 
-def make_train_step(model, loss_options, *, flip_lr_prob=0.5, axis_name=None,
-                    inject_nonfinite_steps=(), progress_fn=None):
+def make_train_step(model, loss_options, *, flip_lr_prob=0.5, axis_name=None, inject_nonfinite_steps=()):
   """Builds the pure train step.
 
   Args:
     model: an `SfmModel`.
-    loss_options: `sfm_model.LossOptions`.
+    loss_options: `objective.LossOptions`.
     flip_lr_prob: probability of the depth-net flip augmentation.
     axis_name: pmap axis to average over (None on one device).
     inject_nonfinite_steps: test hook, steps whose loss is made NaN.
-    progress_fn: step → training progress in [0, 1] (for progressive scaling).
 
   Returns:
     train_step(state, batch, rng) -> (new_state, metrics dict of scalars).
   """
-  progress_fn = progress_fn or (lambda step: 0.0)
-  float_dtype = layers.param_dtype(model.depth_net.dtype)
+  float_dtype = param_dtype(model.depth_net.dtype)
 
   def train_step(state, batch, rng):
     batch = cast_floats(apply_colour_jitter(batch), float_dtype)
@@ -114,8 +111,7 @@ def make_train_step(model, loss_options, *, flip_lr_prob=0.5, axis_name=None,
       (inv_depths, poses), updates = model.apply(
           variables, batch['rgb'], rgb_context, flip=flip, train=True,
           mutable=['batch_stats'], rngs={'dropout': dropout_rng})
-      loss, metrics = sfm_model.sfm_loss(inv_depths, poses, batch, loss_options,
-                                         progress=progress_fn(state.step))
+      loss, metrics = objective.sfm_loss(inv_depths, poses, batch, loss_options)
       loss = _inject_nonfinite(loss, state.step, inject_nonfinite_steps)
       metrics = dict(metrics, **{collapse.SPREAD_METRIC: collapse.inv_depth_spread(
           jax.lax.stop_gradient(inv_depths[0]))})

@@ -7,12 +7,10 @@ computed from a scalar that depends on `anchor`. The scalar is -0.0 whatever
 the anchor holds, and x + -0.0 == x for every float (signed zeros, infinities
 and NaN included; denormals are flushed by XLA's arithmetic either way), but no
 compiler can prove it constant, so the dependency survives. Used to update
-donated optimiser state in place (train/guarded_update.py) and to keep
-rematerialisation late (models/layers.remat), and `weights_read_late` keeps a
-convolution's kernel transposes out of the forward pass.
+donated optimiser state in place (train/guarded_update.py), to keep
+rematerialisation late (models/fast/remat.py) and to keep a convolution's kernel
+transposes out of the forward pass (models/fast/weights_read_late.py).
 """
-import functools
-
 import jax
 import jax.numpy as jnp
 
@@ -36,35 +34,3 @@ def after(tree, anchor):
   zero = negative_zero_from(anchor)
   return jax.tree_util.tree_map(lambda x: add_zero(x, zero), tree)
 
-
-def weights_read_late(fn):
-  """`fn(x, w, *args, **kwargs)` (a convolution), same values and gradients, with a backward pass that
-  reads `w` only once the output's cotangent exists.
-
-  The input gradient of a convolution needs its kernel flipped and transposed,
-  which depends on the parameters alone. XLA schedules such a copy anywhere it
-  likes, and it placed the copies early: PackNet01's train step (batch 4,
-  192×640) kept 0.5 GB of them (302 MB for pack5's [3,3,16384,512] kernel)
-  alive through the whole forward pass and its memory peak. Here the backward
-  pass differentiates `fn` at (x, after(w, cotangent)): the copy now follows
-  the cotangent. The weight gradient and everything else are unchanged.
-  """
-  @functools.wraps(fn)
-  def wrapped(x, w, *args, **kwargs):
-    def apply(x, w):
-      return fn(x, w, *args, **kwargs)
-
-    @jax.custom_vjp
-    def late(x, w):
-      return apply(x, w)
-
-    def forward(x, w):
-      return apply(x, w), (x, w)
-
-    def backward(saved, y_ct):
-      x, w = saved
-      return jax.vjp(apply, x, after(w, y_ct))[1](y_ct)
-
-    late.defvjp(forward, backward)
-    return late(x, w)
-  return wrapped

@@ -18,7 +18,7 @@ import torch_reference  # imports torch only inside its functions
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # Settings of each run that only decide bookkeeping (logging, checkpoints, validation times), not numbers.
-_RUN_KEYS = ('arch.seed', 'arch.max_steps', 'arch.validate_first', 'eval.every_steps', 'checkpoint.every_steps',
+_RUN_KEYS = ('arch.seed', 'arch.max_steps', 'arch.validate_first', 'eval.schedule', 'eval.every_steps', 'checkpoint.every_steps',
              'checkpoint.every_epochs', 'checkpoint.keep', 'logging.image_every_steps',
              'logging.progress_every_steps', 'logging.log_every_steps', 'datasets.validation.num_logs')
 
@@ -28,7 +28,7 @@ def port_run_config(config, seed, steps, every):
   run = config.copy_and_resolve_references()
   run.unlock()
   run.arch.seed, run.arch.max_steps, run.arch.validate_first = int(seed), int(steps), True
-  run.eval.every_steps = int(every)
+  run.eval.schedule, run.eval.every_steps = 'steps', int(every)
   run.checkpoint.every_steps, run.checkpoint.every_epochs, run.checkpoint.keep = 0, 0, 1
   run.logging.image_every_steps, run.logging.progress_every_steps = 0, 0
   run.logging.log_every_steps = int(every)

@@ -1,4 +1,4 @@
-"""Trace-time shape checks shared by geometry and losses.
+"""Trace-time argument checks (shapes, choices) for the pure-array layers: geometry, losses, metrics.
 
 Shapes are static under `jax.jit`, so these checks run once while tracing and
 raise a `ValueError` naming the argument before any numerics happen.

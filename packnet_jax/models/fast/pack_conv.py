@@ -1,5 +1,8 @@
 """The packing layer's Conv3d → Conv2d pair, computed as one 2-D convolution where that is cheaper.
 
+Why: the pair's d·D-channel intermediate dominated PackNet01's memory and time; fused, it never
+exists (docs/performance.md).
+
 A PackLayerConv3d applies a Conv3d(1→d, 3×3×3) over (packed channel, H, W) and
 then a k×k Conv2d over the d·D flattened channels. Both are linear and nothing
 sits between them, so away from the image border the pair equals ONE
@@ -22,7 +25,7 @@ identically on every backend: the fused one when it needs fewer operations.
 import jax
 import jax.numpy as jnp
 
-from packnet_jax.utils import ordering
+from packnet_jax.models.fast.weights_read_late import weights_read_late
 
 # Building K reads the Conv2d kernel three times with little arithmetic per byte:
 # counted as this many multiply-adds per multiply-add in the cost comparison.
@@ -56,7 +59,7 @@ def depth_major_to_nhwc(y):
   return y.transpose(0, 2, 3, 4, 1).reshape(b, h, w, d * depth)
 
 
-@ordering.weights_read_late  # pack5's kernel is 302 MB: its transposed copy must not live long
+@weights_read_late  # pack5's kernel is 302 MB: its transposed copy must not live long
 def _conv2d_padded(x, kernel, padding):
   return jax.lax.conv_general_dilated(x, kernel, (1, 1), padding, dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
 
@@ -185,15 +188,17 @@ def fused(packed, kernel3d, bias3d, kernel2d, bias2d):
   return out.at[:, :, :p].add(-left).at[:, :, w - p:].add(-right)
 
 
-def pack_conv(packed, packed_depth_major, kernel3d, bias3d, kernel2d, bias2d):
+def conv3d_conv2d(packed, conv3d, conv2d):
   """Conv2d(flatten(Conv3d(packed))) without its normalisation: [B,H,W,D] → [B,H,W,C].
 
-  `packed` is NHWC in `packing` channel order; `packed_depth_major` [B,D,H,W] is
-  the same tensor depth-major, for the direct formulation (XLA drops the unused one).
-  Kernels in the compute dtype: Conv3d [3,3,3,1,d] + [d], Conv2d [k,k,d·D,C] + [C].
+  `packed` is NHWC in `packing` channel order. `conv3d` = (kernel [3,3,3,1,d], bias [d]) and
+  `conv2d` = (kernel [k,k,d·D,C], bias [C]), in the compute dtype. One fused convolution where
+  `use_fused` says it is cheaper, else the reference's order.
   """
+  kernel3d, bias3d = conv3d
+  kernel2d, bias2d = conv2d
   b, h, w, depth = packed.shape
   k, _, _, c = kernel2d.shape
   if use_fused(b, h, w, depth, kernel3d.shape[-1], k, c):
     return fused(packed, kernel3d, bias3d, kernel2d, bias2d)
-  return direct(packed_depth_major, kernel3d, bias3d, kernel2d, bias2d)
+  return direct(jnp.moveaxis(packed, -1, 1), kernel3d, bias3d, kernel2d, bias2d)

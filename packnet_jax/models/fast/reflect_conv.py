@@ -3,8 +3,8 @@
 The DepthResNet decoder pads every conv input by reflection (1 pixel), then
 convolves without padding. Written that way, XLA:CPU copies the input into a
 padded buffer and runs a VALID convolution, which measured 1.3-4x slower than the
-library's zero-padded convolution of the same input at the decoder's shapes.
-Reflection and zero padding only differ for the outermost ring of outputs, so:
+library's zero-padded convolution of the same input at the decoder's shapes
+(docs/performance.md). Reflection and zero padding only differ for the outermost ring of outputs, so:
 
 - the zero-padded ('SAME') convolution gives every output;
 - on the top/bottom rows and left/right columns, the taps that read zeros
@@ -15,14 +15,6 @@ Every output is the same 9-tap sum as the reference's; only the order of the
 sum may differ. A 1-channel output (the disparity heads) is instead one matrix
 product to 9 per-tap channels followed by a sum of 9 shifted maps: a
 convolution with one output channel uses the library badly.
-
-At the DepthResNet50 decoder's shapes (batch 1, 192×640, XLA's own convolutions,
-the CPU defaults, utils/xla_flags.py) this takes 0.84-0.92 of the time of the
-previous form, strips of 3 lines recomputed with the whole kernel and stitched to
-the interior (e.g. 16 → 16 at 192×640: 3.45 vs 4.11 ms, 96 → 32 at 96×320: 5.94 vs
-6.54), and 0.94-1.11 of the zero-padded convolution alone; the padded VALID
-convolution took 1.0-1.3 of it. The 1-channel heads take a third of the padded
-form's time (1.4 vs 4.5 ms at 192×640×16).
 
 `reflect_pad_conv` has `lax.conv_general_dilated`'s signature so it plugs into
 `nn.Conv(conv_general_dilated=...)` and the parameter tree stays the Conv's.

@@ -1,5 +1,8 @@
 """A convolution over concatenated parts whose input gradient comes out part by part.
 
+Why: the plain gradient is one buffer of all the channels that lives as long as any part's slice,
+through the train step's memory peak (docs/performance.md).
+
 The decoder's iconv layers convolve [unpacked, skip, upsampled inverse depth]
 joined along channels. Autodiff computes the input gradient of that convolution
 as one buffer of all the channels and slices it afterwards; XLA keeps the whole

@@ -5,9 +5,10 @@ window in row-major order (ties included: after the stem's ReLU many windows
 hold several zeros), and a NaN wins over any number. Here the forward pass
 scans the nine strided taps in that order and keeps, next to the maximum, the
 index of the tap that won; the backward pass routes the gradient by that index
-(nine interior-padded adds that XLA fuses into one pass over the input). That
-replaces the select-and-scatter that autodiff of `reduce_window` gives (about
-55 ms of the 192×640 DepthResNet18 train step on 2 CPU cores).
+(nine interior-padded adds that XLA fuses into one pass over the input).
+
+Why: autodiff of `reduce_window` gives a select-and-scatter, a large share of
+the DepthResNet18 train step on CPU (docs/performance.md).
 
 The winner is recorded, not recovered by comparing the input with the output
 in the backward pass: XLA may recompute the input (ReLU(BatchNorm(conv))) inside

@@ -6,16 +6,10 @@ order (dy, dx, c)) turns it into a stride-1 convolution of ⌈(K + p mod 2)/2⌉
 block taps over 4·C channels; the kernel gets zero taps where a block holds a
 pixel outside the original window. Same sum of products, another order.
 
-Why: PoseNet's first layer (7×7/2, 9 → 16 channels) is a convolution XLA:CPU's
-libraries do not take (16 outputs at stride 2), and XLA's own convolution ran it
-at 3.6 ms (192×640); the block form is a stride-1 convolution the library does
-take: 2.4 ms including the block transpose, which XLA also merges with the frame
-concatenation in front of it. Its weight gradient: 43 → 32 ms at batch 2. Other
-stride-2 layers measured slower this way (PoseNet's 5×5 second layer, the ResNet
-stems), so only the PoseNet stem uses it. A plain convolution on every backend.
-With XLA's own convolutions (the CPU defaults since 2026-12, utils/xla_flags.py)
-the block form still measures faster than the strided one: 3.9 vs 4.1 ms, and
-its weight gradient 24 vs 32 ms at batch 2.
+Why: PoseNet's first layer (7×7/2, 9 → 16 channels) runs faster in the block
+form on XLA:CPU, forward and weight gradient (docs/performance.md); other stride-2
+layers measured slower this way, so only the PoseNet stem uses it. A plain
+convolution on every backend.
 
 `stride2_conv` has `lax.conv_general_dilated`'s signature, so it plugs into
 `nn.Conv(conv_general_dilated=...)` and the parameter tree stays the Conv's.
