@@ -1,11 +1,14 @@
 """What every command-line tool shares: absl flags with one name per thing, and one-line errors.
 
-`eval`, `infer`, `export` and `convert` each parse their own private
-`flags.FlagValues` (so they can be called in-process with an argv list, program
-name first) and run through `run_main`, which turns a ValueError or a flag
-error into a single `error: ...` line and a non-zero exit status. `main`
-(training) is an absl app with the same flag names.
+`eval`, `infer`, `export`, `convert`, `data.prepare` and the tools each parse
+their own private `flags.FlagValues` (so they can be called in-process with an
+argv list, program name first) and run through `run_main` (or `run_job` for a
+tool with several jobs), which applies the CPU defaults for XLA, answers
+`--help`, and turns a ValueError or a flag error into a single `error: ...`
+line and a non-zero exit status. `main` (training) is an absl app with the
+same flag names, parsed by `parse_config_flags`.
 """
+import contextlib
 import re
 import sys
 import traceback
@@ -107,6 +110,45 @@ def parse_config_flags(flag_values, argv):
     sys.exit(f'error: {lines[0]}' + (f' {lines[-1]}' if len(lines) > 1 else ''))
 
 
+HELP_FLAGS = ('--help', '-h', '--helpfull', '-help')
+
+
+class _HelpRequested(Exception):
+  def __init__(self, flag_values):
+    super().__init__('help')
+    self.flag_values = flag_values
+
+
+@contextlib.contextmanager
+def _capture_flag_values():
+  """While active, the first FlagValues that parses an argv raises _HelpRequested instead.
+
+  Lets `--help` list the flags a `parse` function defines without parsing (its
+  required flags are missing), so the parse functions stay plain absl code.
+  """
+  original = flags.FlagValues.__call__
+
+  def capture(fv, *args, **kwargs):
+    raise _HelpRequested(fv)
+
+  flags.FlagValues.__call__ = capture
+  try:
+    yield
+  finally:
+    flags.FlagValues.__call__ = original
+
+
+def print_help(parse, argv):
+  """The docstring of `parse`'s module, then the flags it defines."""
+  module = sys.modules.get(getattr(parse, '__module__', ''), None)
+  print((getattr(module, '__doc__', None) or '').strip() + '\n')
+  try:
+    with _capture_flag_values():
+      parse([argv[0]])
+  except _HelpRequested as requested:
+    print('Flags:\n' + requested.flag_values.get_help(include_special_flags=False))
+
+
 def run_main(parse, body, argv=None):
   """parse(argv) → flag values; body(flag values) → exit status. Errors become one line.
 
@@ -114,7 +156,10 @@ def run_main(parse, body, argv=None):
   computation initialises the backend.
   """
   xla_flags.apply_cpu_defaults()
-  argv = list(sys.argv if argv is None else argv)
+  argv = [str(a) for a in (sys.argv if argv is None else argv)]
+  if any(a in HELP_FLAGS for a in argv[1:]):
+    print_help(parse, argv)
+    return 0
   try:
     try:
       parsed = parse(argv)
@@ -124,3 +169,22 @@ def run_main(parse, body, argv=None):
   except (ValueError, flags.Error) as e:
     print(f'error: {e}', file=sys.stderr)
     return EXIT_ERROR
+
+
+def run_job(jobs, argv=None, doc=''):
+  """A tool with several jobs: `PROG JOB --flags...`; jobs maps name → (parse, body).
+
+  The job's parse sees argv without the job name (program name first), so each
+  job is an ordinary `run_main` tool; an unknown or missing job is one error line.
+  """
+  argv = [str(a) for a in (sys.argv if argv is None else argv)]
+  names = ', '.join(jobs)
+  if len(argv) < 2 or argv[1] in HELP_FLAGS:
+    print(doc.strip() + f'\n\njobs: {names} (each takes --help)')
+    return 0 if len(argv) > 1 else EXIT_ERROR
+  if argv[1] not in jobs:
+    xla_flags.apply_cpu_defaults()
+    print(f'error: unknown job {argv[1]!r} (expected one of: {names})', file=sys.stderr)
+    return EXIT_ERROR
+  parse, body = jobs[argv[1]]
+  return run_main(parse, body, [f'{argv[0]} {argv[1]}'] + argv[2:])

@@ -20,7 +20,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 POSEONLY = FIXTURES / 'ckpt' / 'selfsup_resnet18_posenet_POSEONLY.ckpt'
 # Runs the CLI in a fresh interpreter where `import torch` / `import yacs` fail.
 _NO_TORCH = ("import sys; sys.modules['torch'] = None; sys.modules['yacs'] = None; "
-             "from packnet_jax.convert.__main__ import main; rc = main(sys.argv[1:]); "
+             "from packnet_jax.convert.__main__ import main; rc = main(sys.argv); "
              "assert 'torch' not in [m.split('.')[0] for m in sys.modules if sys.modules[m] is not None]; "
              "sys.exit(rc)")
 
