@@ -40,17 +40,23 @@ def define_image_shape(fv, help_text='H,W network input size, multiples of 32 (d
   flags.DEFINE_string('image_shape', None, help_text, flag_values=fv)
 
 
-def parse_image_shape(text, flag='--image_shape'):
-  """'H,W' → (H, W), positive multiples of 32; None stays None."""
+def parse_hw(text, flag, multiple=1):
+  """'H,W' → (H, W), positive multiples of `multiple`; None stays None."""
   if text is None:
     return None
   try:
     height, width = (int(v) for v in text.replace(' ', '').split(','))
   except ValueError:
     raise ValueError(f'{flag}: expected "H,W" (two integers), got {text!r}') from None
-  if height <= 0 or width <= 0 or height % 32 or width % 32:
-    raise ValueError(f'{flag}: H and W must be positive multiples of 32, got {text!r}')
+  if height <= 0 or width <= 0 or height % multiple or width % multiple:
+    what = 'positive' if multiple == 1 else f'positive multiples of {multiple}'
+    raise ValueError(f'{flag}: H and W must be {what}, got {text!r}')
   return height, width
+
+
+def parse_image_shape(text, flag='--image_shape'):
+  """A network input size 'H,W' → (H, W): positive multiples of 32 (PackNet's five 2x reductions)."""
+  return parse_hw(text, flag, multiple=32)
 
 
 # What ml_collections raises when a config file sets a key the locked schema lacks, or a wrong type.
@@ -75,6 +81,16 @@ def config_file_error(error):
   return f'--config: {where}{detail.splitlines()[0]}'
 
 
+def config_load_error(error):
+  """One line for the OSError config_flags raises when a --config file cannot be loaded, else None."""
+  text = str(error)
+  if 'Configuration is not available' not in text:
+    return None
+  attempted = re.search(r'Attempted \[[^\]]*\]:\s*(\S+)', text)
+  path = attempted.group(1) if attempted else '?'
+  return f'--config: cannot load {path!r} (a configs/*.py file with get_config())'
+
+
 def _override_key(arg):
   """'--config.optim.depth.lr=1e-4' → 'optim.depth.lr' (None for other arguments)."""
   if not arg.startswith('--config.'):
@@ -82,15 +98,15 @@ def _override_key(arg):
   return arg[len('--config.'):].split('=', 1)[0]
 
 
-def parse_config_flags(flag_values, argv):
-  """absl flag parsing for a `--config` tool (main, tools/compare_training.py), with one-line errors.
+def check_config_keys(argv, default=None):
+  """Raises ValueError naming the first `--config.KEY=...` in argv that configs/default.py lacks.
 
-  An unknown `--config.KEY` is named before absl sees it; a config file that raises and a bad
-  flag value become one `error:` line each.
+  Checked before absl parses, whose own message for it is a config_flags traceback.
   """
   import ml_collections  # pylint: disable=import-outside-toplevel
-  from packnet_jax import config_utils  # pylint: disable=import-outside-toplevel
-  default = config_utils.default_config()
+  if default is None:
+    from packnet_jax import config_utils  # pylint: disable=import-outside-toplevel
+    default = config_utils.default_config()
   for arg in argv[1:]:
     key = _override_key(arg)
     if key is None:
@@ -98,8 +114,20 @@ def parse_config_flags(flag_values, argv):
     node = default
     for part in key.split('.'):
       if not isinstance(node, ml_collections.ConfigDict) or part not in node:
-        sys.exit(f"error: config key '{key}': unknown (not in configs/default.py)")
+        raise ValueError(f"config key '{key}': unknown (not in configs/default.py)")
       node = node[part]
+
+
+def parse_config_flags(flag_values, argv):
+  """absl flag parsing for a `--config` absl app (main), with one-line errors.
+
+  An unknown `--config.KEY` is named before absl sees it; a config file that raises and a bad
+  flag value become one `error:` line each.
+  """
+  try:
+    check_config_keys(argv)
+  except ValueError as e:
+    sys.exit(f'error: {e}')
   try:
     return flag_values(argv)
   except CONFIG_FILE_ERRORS as e:
@@ -165,7 +193,12 @@ def run_main(parse, body, argv=None):
       parsed = parse(argv)
     except CONFIG_FILE_ERRORS as e:
       raise ValueError(config_file_error(e)) from None
-    return body(parsed) or 0
+    try:
+      return body(parsed) or 0
+    except OSError as e:   # config_flags loads a --config file on first access
+      if config_load_error(e) is None:
+        raise
+      raise ValueError(config_load_error(e)) from None
   except (ValueError, flags.Error) as e:
     print(f'error: {e}', file=sys.stderr)
     return EXIT_ERROR

@@ -14,6 +14,7 @@ from conftest import make_synthetic_kitti, single_device_env
 from packnet_jax import cli
 from packnet_jax.convert import __main__ as convert_cli
 from packnet_jax.data import prepare
+from packnet_jax.eval import __main__ as eval_cli
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 ENTRY_POINTS = {'packnet-train', 'packnet-eval', 'packnet-infer', 'packnet-export', 'packnet-convert',
@@ -53,9 +54,11 @@ def one_error_line(capsys):
     (['prepare', 'velodyne', '--root', '.', '--no_such_flag'], "Unknown command line flag 'no_such_flag'"),
     (['convert', '--checkpoint', '/no/such.ckpt', '--output', '/tmp/x'], '/no/such.ckpt: checkpoint file'),
     (['convert', '--output', '/tmp/x'], 'checkpoint'),
+    (['eval', '--checkpoint', '.', '--config=/no/such/config.py'],
+     "--config: cannot load '/no/such/config.py' (a configs/*.py file with get_config())"),
 ])
 def test_bad_input_is_one_error_line(argv, expected, capsys):
-  main = prepare.main if argv[0] == 'prepare' else convert_cli.main
+  main = {'prepare': prepare.main, 'convert': convert_cli.main, 'eval': eval_cli.main}[argv[0]]
   assert main(argv) == cli.EXIT_ERROR
   assert expected in one_error_line(capsys)
 
