@@ -15,7 +15,6 @@ import traceback
 
 from absl import flags
 
-from packnet_jax.models import registry
 from packnet_jax.utils import xla_flags
 
 EXIT_ERROR = 1
@@ -31,6 +30,8 @@ def define_checkpoint(fv):
 
 
 def define_dtype(fv, default='float32'):
+  """--dtype, one of the model registry's compute dtypes."""
+  from packnet_jax.models import registry  # pylint: disable=import-outside-toplevel  (keeps cli light)
   flags.DEFINE_enum('dtype', default, list(registry.DTYPES),
                     'compute dtype (parameters stay float32)', flag_values=fv)
 

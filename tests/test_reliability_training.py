@@ -274,12 +274,8 @@ def test_nonfinite_steps_are_skipped_counted_and_stop_the_run(env, tmp_path):
 @pytest.mark.slow
 def test_soak_host_memory_does_not_grow(tmp_path):
   """tools/soak.py: a few thousand demo steps, host RSS slope after warm-up within the bound."""
-  sys.path.insert(0, str(REPO / 'tools'))
-  try:
-    import soak  # pylint: disable=import-outside-toplevel
-  finally:
-    sys.path.pop(0)
-  args = soak.parse_args(['--steps', '2000', '--tiny', '--workdir', str(tmp_path / 'work'),
+  import soak  # pylint: disable=import-outside-toplevel  (tools/, on the tests' import path)
+  args = soak.parse_args(['soak', '--steps', '2000', '--tiny', '--workdir', str(tmp_path / 'work'),
                           '--data', str(tmp_path / 'kitti_synth'), '--max_growth_kib_per_step', '32'])
   summary = soak.soak(args)
   assert summary['returncode'] == 0, summary
