@@ -10,7 +10,8 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import make_synthetic_kitti, single_device_env
+from lib.synthetic import make_synthetic_kitti
+from lib.env import single_device_env
 from packnet_jax import cli
 from packnet_jax.convert import __main__ as convert_cli
 from packnet_jax.data import prepare

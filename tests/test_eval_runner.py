@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import make_synthetic_kitti
+from lib.synthetic import make_synthetic_kitti
 
 from bench.networks import random_variables
 from packnet_jax import api

@@ -1,4 +1,4 @@
-"""Benchmarks: network forward, train step, data pipeline, multi-device scaling.
+r"""Benchmarks: network forward, train step, data pipeline, multi-device scaling.
 
   python tools/benchmark.py forward --network all --shape 192,640 [--batch 1 --dtype float32 --iters 5]
   python tools/benchmark.py forward --network PackNet01 --torch_reference --torch_source /path/to/packnet-sfm

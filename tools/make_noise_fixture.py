@@ -50,7 +50,7 @@ def _cameras_in_run_dtype(torch):
 
 def _batch(torch, augmented, dtype):
   """The scenario's batch as the reference reads it (NCHW tensors, contexts as a list)."""
-  import pil_jitter  # pylint: disable=import-outside-toplevel
+  from lib import pil_jitter  # pylint: disable=import-outside-toplevel
   target, contexts, K = tn.originals()
   jittered_t, jittered_c = target, contexts
   if augmented:

@@ -8,7 +8,7 @@ start (tools/training_noise.py), per step the loss difference and the median / 9
 all parameter tensors of the gradients' and the updated parameters' relative differences, next to
 torch's own figures (tests/fixtures/reference/training_noise.json) and their ratio.
 
-Otherwise every parity check registered with `tests/noise.py` (`@noise.parity_check`) is run twice: in
+Otherwise every parity check registered with `tests/lib/noise.py` (`@noise.parity_check`) is run twice: in
 float32, as the tests run it, and in float64 (x64 enabled, models in compute dtype float64, so
 parameters, BatchNorm statistics and heads are float64 too). One line per comparison:
 
@@ -47,7 +47,7 @@ XLA_VARIANTS = {
 }
 # Test modules that register parity checks.
 PARITY_MODULES = ('test_geometry', 'test_photometric_loss', 'test_ssim_smoothness', 'test_supervised_loss',
-                  'test_reprojected_distance', 'test_velocity_loss', 'test_metrics', 'test_networks',
+                  'test_reprojected_distance', 'test_velocity_loss', 'test_metrics', 'test_network_parity',
                   'test_sfm_model', 'test_data_kitti')
 
 
@@ -63,7 +63,7 @@ def measure(only=''):
   sys.path[:0] = [str(TESTS), str(REPO)]
   import jax
   import numpy as np
-  import noise
+  from lib import noise  # pylint: disable=import-outside-toplevel
   for name in PARITY_MODULES:
     importlib.import_module(name)
   rows = []

@@ -1,4 +1,4 @@
-"""Long-run stability check: host memory of a demo training run, step by step.
+r"""Long-run stability check: host memory of a demo training run, step by step.
 
     python tools/soak.py [--steps 3000] [--max_growth_kib_per_step 32] [--workdir DIR] \
         [--data DIR] [--tiny] [-- --config.extra.override=...]

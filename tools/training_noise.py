@@ -7,7 +7,7 @@ float64 one is its noise; torch's own distance (tools/make_noise_fixture.py, ven
 tests/fixtures/reference/training_noise.json) says how much noise an exact port may show.
 
 Scenarios (`SCENARIOS`): the start is the recipe weights of the parity fixtures ('checkpoint',
-tests/recipe.py, loaded identically by both sides) or each side's own random initialisation
+tests/lib/recipe.py, loaded identically by both sides) or each side's own random initialisation
 ('random'); the batch is plain (no flip, no jitter) or augmented: the depth net sees the flipped,
 colour-jittered images with a fixed flip decision and fixed per-sample jitter factors (the
 reference's flip forced with flip_lr_prob 1, its jitter run by PIL, ours by the device jitter that
@@ -76,9 +76,9 @@ def recipe_manifest(name):
 
 
 def recipe_state_dict(name):
-  """The recipe weights of a network (torch layout), as tests/recipe.py makes them."""
+  """The recipe weights of a network (torch layout), as tests/lib/recipe.py makes them."""
   sys.path.insert(0, str(REPO / 'tests'))
-  import recipe  # pylint: disable=import-outside-toplevel
+  from lib import recipe  # pylint: disable=import-outside-toplevel
   return recipe.recipe_state_dict(recipe_manifest(name))
 
 
