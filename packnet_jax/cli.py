@@ -99,15 +99,14 @@ def _override_key(arg):
   return arg[len('--config.'):].split('=', 1)[0]
 
 
-def check_config_keys(argv, default=None):
+def check_config_keys(argv):
   """Raises ValueError naming the first `--config.KEY=...` in argv that configs/default.py lacks.
 
   Checked before absl parses, whose own message for it is a config_flags traceback.
   """
   import ml_collections  # pylint: disable=import-outside-toplevel
-  if default is None:
-    from packnet_jax import config_utils  # pylint: disable=import-outside-toplevel
-    default = config_utils.default_config()
+  from packnet_jax import config_utils  # pylint: disable=import-outside-toplevel
+  default = config_utils.default_config()
   for arg in argv[1:]:
     key = _override_key(arg)
     if key is None:
@@ -213,12 +212,12 @@ def run_job(jobs, argv=None, doc=''):
   """
   argv = [str(a) for a in (sys.argv if argv is None else argv)]
   names = ', '.join(jobs)
-  if len(argv) < 2 or argv[1] in HELP_FLAGS:
+  if argv[1:2] and argv[1] in HELP_FLAGS:
     print(doc.strip() + f'\n\njobs: {names} (each takes --help)')
-    return 0 if len(argv) > 1 else EXIT_ERROR
-  if argv[1] not in jobs:
-    xla_flags.apply_cpu_defaults()
-    print(f'error: unknown job {argv[1]!r} (expected one of: {names})', file=sys.stderr)
+    return 0
+  if argv[1:2] == [] or argv[1] not in jobs:
+    job = repr(argv[1]) if argv[1:2] else 'missing'
+    print(f'error: job {job}: expected one of {names} (then --help for its flags)', file=sys.stderr)
     return EXIT_ERROR
   parse, body = jobs[argv[1]]
   return run_main(parse, body, [f'{argv[0]} {argv[1]}'] + argv[2:])

@@ -120,7 +120,7 @@ def test_network_names():
     (['data', '--source_shape', '0,10'], '--source_shape: H and W must be positive'),
     (['data', '--jittering', 'a,b'], '--jittering: expected four numbers'),
     (['data', '--path', '/no/such/kitti'], '--path: dataset root not found: /no/such/kitti'),
-    (['nojob'], "unknown job 'nojob' (expected one of: forward, train_step, data, scaling)"),
+    (['nojob'], "job 'nojob': expected one of forward, train_step, data, scaling"),
 ])
 def test_bad_input_is_one_error_line(args, expected, capsys):
   assert benchmark.main(['benchmark', *args]) == 1

@@ -46,7 +46,8 @@ def one_error_line(capsys):
 
 @pytest.mark.parametrize('argv, expected', [
     (['prepare', 'velodyne', '--root', '/no/such/root'], '--root: dataset root not found: /no/such/root'),
-    (['prepare', 'nojob'], "unknown job 'nojob' (expected one of: records, velodyne)"),
+    (['prepare', 'nojob'], "job 'nojob': expected one of records, velodyne"),
+    (['prepare'], 'job missing: expected one of records, velodyne'),
     (['prepare', 'records', '--root', '.', '--output', '/tmp/x', '--tfds_config', 'nope'],
      "--tfds_config: KITTI has no config 'nope'"),
     (['prepare', 'records', '--root', '.', '--output', '/tmp/x', '--image_shape', '30,40'],
@@ -71,8 +72,8 @@ def test_help_prints_the_docstring_and_the_flags(capsys):
   assert convert_cli.main(['convert', '-h']) == 0
   out = capsys.readouterr().out
   assert out.startswith('CLI: python -m packnet_jax.convert') and '--overwrite' in out
-  assert prepare.main(['prepare']) == cli.EXIT_ERROR          # no job: the usage, and a failure status
-  assert 'jobs: records, velodyne' in capsys.readouterr().out
+  assert prepare.main(['prepare', '--help']) == 0
+  assert 'jobs: records, velodyne (each takes --help)' in capsys.readouterr().out
 
 
 def test_convert_applies_the_cpu_defaults():
