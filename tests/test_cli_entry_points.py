@@ -103,3 +103,17 @@ def test_prepare_velodyne_writes_one_map_per_scan_and_camera(tmp_path, capsys):
   assert depth.shape == (32, 96) and depth.dtype == np.float32
   # Sparse, positive where set, within the synthetic scene's range.
   assert 0 < np.count_nonzero(depth) < depth.size and depth.min() == 0 and 0 < depth.max() < 1e3
+
+
+def test_every_command_line_parses_with_absl_through_cli():
+  """No second flag library: the package and the tools parse with absl flags via packnet_jax.cli
+  (tools/compare, the side-by-side training comparison, keeps its own parser for now)."""
+  offenders = [str(p.relative_to(ROOT)) for p in sorted((ROOT / 'packnet_jax').rglob('*.py'))
+               + sorted((ROOT / 'tools').rglob('*.py'))
+               if 'compare' not in p.relative_to(ROOT).parts[:2] and 'import argparse' in p.read_text()]
+  assert offenders == []
+  mains = [p for p in sorted((ROOT / 'tools').glob('*.py')) if "if __name__ == '__main__':" in p.read_text()]
+  assert len(mains) >= 8
+  for path in mains:
+    text = path.read_text()
+    assert 'cli.run_main(' in text or 'cli.run_job(' in text or path.name == 'compare_training.py', path.name
