@@ -1,4 +1,4 @@
-"""Depth inference on an image, a folder of images or a video.
+r"""Depth inference on an image, a folder of images or a video.
 
   python -m packnet_jax.infer --checkpoint MODEL --input PATH --output DIR \
       [--image_shape H,W] [--save png,ply,mp4] [--flip_pp] [--batch_size N] \

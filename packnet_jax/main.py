@@ -1,4 +1,4 @@
-"""Training entry point.
+r"""Training entry point.
 
   python -m packnet_jax.main --config=configs/kitti.py --workdir=/tmp/kitti \
       [--config.optim.depth.lr=1e-4 ...]

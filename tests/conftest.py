@@ -10,11 +10,12 @@ Two layouts, both on CPU:
 * ONE device, the layout of a one-GPU or laptop user and of the README: the
   CLI end-to-end tests, which run `python -m packnet_jax.<tool>` in a
   subprocess with `single_device_env()` (the flag removed):
-  test_single_device_cli.py (main → eval / infer / export on the workdir →
-  resume) and test_ddad_e2e.py; test_every_config.py runs its train steps with
+  test_cli_one_device_end_to_end.py (main → eval / infer / export on the workdir →
+  resume) and test_ddad_end_to_end.py; test_every_config_trains.py runs its train steps with
   `jax.jit` on one device in-process; `.ci/run` runs the README demo the same way.
-* `fixture(name)` loads a vendored reference fixture from tests/fixtures/reference.
-* `nchw_to_nhwc` converts the reference's NCHW arrays to our NHWC layout.
+  `lib.env.single_device_env()` is that environment.
+* Shared helpers (fixture loading, subprocess environments, the synthetic KITTI
+  tree, the weight recipe, ...) are modules of tests/lib/.
 
 Suite time (the README's `pytest -n 2` must fit CI's 10 minutes on 2 cores):
 * One persistent XLA compilation cache per pytest session, shared by the xdist
@@ -27,11 +28,9 @@ Suite time (the README's `pytest -n 2` must fit CI's 10 minutes on 2 cores):
   trained workdir, are built once, on one worker), and the files known to be
   long go first, so the short ones fill the gaps at the end.
 """
-import json
 import os
 import pathlib
 import shutil
-import sys
 import tempfile
 
 
@@ -53,63 +52,9 @@ os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '0')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 
-import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-FIXTURES = pathlib.Path(__file__).parent / 'fixtures' / 'reference'
-sys.path.insert(0, str(pathlib.Path(__file__).parent))  # for `import recipe`
-
-
-# XLA:CPU at backend optimisation level 1 and without LLVM's expensive passes: for the tests that check
-# what a command or a config does (resume, skip, kill, one workdir for every tool, every config's train
-# step), not XLA's code. Measured on the 2-core machine, the demo's train step at 32x96 on one device
-# (compile s / step s): default 26.8 / 0.27, these options 18.2 / 0.22, level 0 16.3 / 1.1 (level 0
-# compiled 2 s faster but ran every step 5x slower, which the multi-step CLI tests paid for). The README
-# demo in .ci/run runs the entry points' default flags end to end, and the parity tests run in-process
-# under those defaults.
-FAST_COMPILE_OPTIONS = {'xla_backend_optimization_level': 1, 'xla_llvm_disable_expensive_passes': True}
-FAST_COMPILE_FLAGS = tuple(f'--{key}={str(value).lower()}' for key, value in FAST_COMPILE_OPTIONS.items())
-
-
-def with_fast_compile(env):
-  """`env` (a dict) with FAST_COMPILE_FLAGS added to its XLA_FLAGS."""
-  flags = env.get('XLA_FLAGS', '').split()
-  return dict(env, XLA_FLAGS=' '.join(flags + [f for f in FAST_COMPILE_FLAGS if f not in flags]))
-
-
-def single_device_env(fast_compile=False):
-  """os.environ for a subprocess that sees ONE CPU device (the fake-device flag removed)."""
-  env = dict(os.environ)
-  flags = [f for f in env.get('XLA_FLAGS', '').split() if 'xla_force_host_platform_device_count' not in f]
-  if flags:
-    env['XLA_FLAGS'] = ' '.join(flags)
-  else:
-    env.pop('XLA_FLAGS', None)
-  return with_fast_compile(env) if fast_compile else env
-
-
-def make_synthetic_kitti(output, frames, height, width):
-  """Writes tools/make_synthetic_kitti.py's tree into `output` (a subprocess, as a user runs it)."""
-  import subprocess  # pylint: disable=import-outside-toplevel
-  tool = pathlib.Path(__file__).resolve().parents[1] / 'tools' / 'make_synthetic_kitti.py'
-  subprocess.run([sys.executable, str(tool), '--output', str(output), '--frames', str(frames),
-                  '--height', str(height), '--width', str(width)], check=True, capture_output=True)
-  return output
-
-
-def load_npz(name):
-  with np.load(FIXTURES / name) as f:
-    return {k: f[k] for k in f.files}
-
-
-def load_json(name):
-  return json.loads((FIXTURES / name).read_text())
-
-
-def nchw_to_nhwc(x):
-  """[..., C, H, W] → [..., H, W, C] for a reference array."""
-  x = np.asarray(x)
-  return np.moveaxis(x, -3, -1)
+from lib.fixtures import FIXTURES  # noqa: E402  (after the environment above)
 
 
 @pytest.fixture(scope='session')
@@ -137,24 +82,24 @@ def pytest_collection_modifyitems(config, items):
 # issue 11).
 LONGEST_FILES_FIRST = (
     'test_reliability_training.py',
-    'test_single_device_cli.py',
+    'test_cli_one_device_end_to_end.py',
     'test_reliability_bad_input.py',
     'test_photometric_loss.py',
     'test_training_noise.py',
     'test_train_loop.py',
-    'test_networks.py',
+    'test_network_parity.py',
     'test_reference_init.py',
-    'test_layers_units.py',
+    'test_block_parity.py',
     'test_eval_runner.py',
-    'test_every_config.py',
+    'test_every_config_trains.py',
     'test_export.py',
-    'test_collapse.py',
+    'test_collapse_report.py',
     'test_train_multihost.py',
     'test_train_step.py',
     'test_remat.py',
     'test_imagenet_init.py',
-    'test_recipe.py',
-    'test_ddad_e2e.py',
+    'test_fixture_recipe.py',
+    'test_ddad_end_to_end.py',
     'test_sfm_model.py',
 )
 

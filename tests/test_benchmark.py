@@ -1,4 +1,7 @@
-"""tools/benchmark.py: JSON-lines records at tiny shapes (fast on 2 CPU cores)."""
+"""tools/benchmark.py and its jobs (tools/bench/): JSON-lines records at tiny shapes (fast on 2 CPU cores).
+
+tools/ is on the tests' import path (setup.cfg, [tool:pytest] pythonpath).
+"""
 import json
 import pathlib
 import subprocess
@@ -6,10 +9,22 @@ import sys
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / 'tools'))
+import benchmark
+from bench import data, forward, networks, scaling, timing, train_step
 
-import benchmark  # noqa: E402  pylint: disable=wrong-import-position
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def run_job(module, *args):
+  """The job's records, as `python tools/benchmark.py JOB ARGS...` computes them."""
+  return module.run(module.parse_flags(['benchmark', *args]))
+
+
+def one_error_line(capsys):
+  err = capsys.readouterr().err
+  lines = [l for l in err.splitlines() if l.strip()]
+  assert len(lines) == 1 and lines[0].startswith('error: '), err
+  return lines[0]
 
 ENV_KEYS = ('platform', 'device_kind', 'jax', 'flax', 'numpy', 'python', 'num_devices')
 
@@ -39,24 +54,24 @@ def test_forward_cli_prints_json_lines():
 
 
 def test_forward_depth_net_batch2_and_torch_reference_needs_a_checkout(capsys, tmp_path):
-  records = benchmark.main(['forward', '--network', 'DepthResNet18', '--shape', '32,32', '--batch', '2',
-                            '--iters', '2', '--warmup', '0'])
+  records = run_job(forward, '--network', 'DepthResNet18', '--shape', '32,32', '--batch', '2',
+                    '--iters', '2', '--warmup', '0')
   printed = _lines(capsys.readouterr().out)
   assert printed == json.loads(json.dumps(records))
   (rec,) = records
   assert rec['num_params'] == 14_842_236  # docs/reference.md §2.7 (incl. the unused fc)
   assert rec['frames_per_s'] == pytest.approx(2 / rec['median_s'])
-  assert rec['xla_flags'] == benchmark.os.environ.get('XLA_FLAGS', '')
+  assert rec['xla_flags'] == forward.records.os.environ.get('XLA_FLAGS', '')
   # A directory that is not a packnet-sfm checkout: one line naming the flag, never a traceback.
   pytest.importorskip('torch')
-  with pytest.raises(SystemExit, match=r'error: --torch_source: .*expected a packnet-sfm checkout'):
-    benchmark.main(['forward', '--network', 'PoseNet', '--shape', '32,32', '--torch_reference',
-                    '--torch_source', str(tmp_path)])
+  assert benchmark.main(['benchmark', 'forward', '--network', 'PoseNet', '--shape', '32,32', '--torch_reference',
+                         '--torch_source', str(tmp_path)]) == 1
+  assert 'expected a packnet-sfm checkout' in one_error_line(capsys)
 
 
 def test_interleaved_times_alternate_calls():
   calls = []
-  times = benchmark.interleaved_times([lambda: calls.append('a'), lambda: calls.append('b')], iters=2, warmup=1)
+  times = timing.interleaved_times([lambda: calls.append('a'), lambda: calls.append('b')], iters=2, warmup=1)
   assert calls == ['a', 'b'] * 3
   assert [len(t) for t in times] == [2, 2] and all(x >= 0 for t in times for x in t)
 
@@ -64,7 +79,7 @@ def test_interleaved_times_alternate_calls():
 def test_interleaved_times_take_turns_in_blocks():
   # warmup round, then turns of one untimed + up to 2 timed calls until 3 timed calls each.
   calls = []
-  times = benchmark.interleaved_times([lambda: calls.append('a'), lambda: calls.append('b')],
+  times = timing.interleaved_times([lambda: calls.append('a'), lambda: calls.append('b')],
                                       iters=3, warmup=1, block=2)
   assert ''.join(calls) == 'ab' + 'aaa' + 'bbb' + 'aa' + 'bb'
   assert [len(t) for t in times] == [3, 3]
@@ -72,9 +87,9 @@ def test_interleaved_times_take_turns_in_blocks():
 
 @pytest.mark.slow  # compiles a whole SelfSup train step (~70 s on the shared 2-core machine)
 def test_train_step_compile_only_reports_memory(capsys):
-  (rec,) = benchmark.main(['train_step', '--config', str(benchmark.ROOT / 'configs' / 'kitti_resnet18.py'),
-                           '--set', 'model.pose_net.name="PoseNet"', '--shape', '32,32', '--batch', '1',
-                           '--remat', 'full', '--compile_only'])
+  (rec,) = run_job(train_step, f'--config={ROOT / "configs" / "kitti_resnet18.py"}',
+                   '--config.model.pose_net.name=PoseNet', '--shape', '32,32', '--batch', '1',
+                   '--config.model.remat=full', '--compile_only')
   assert rec['benchmark'] == 'train_step' and rec['remat'] == 'full' and rec['pose_net'] == 'PoseNet'
   assert 'median_s' not in rec  # the step was not run
   assert rec['compiled_memory_bytes'] == rec['temp_bytes'] + rec['argument_bytes'] + rec['output_bytes']
@@ -84,21 +99,36 @@ def test_train_step_compile_only_reports_memory(capsys):
   # Arguments hold at least the parameters and both Adam moments (DepthResNet18 + PoseNet, float32).
   assert rec['argument_bytes'] >= 3 * 4 * (14_842_236 + 1_592_684)
   assert len(_lines(capsys.readouterr().out)) == 1
-  with pytest.raises(SystemExit, match=r'error: --set: model.no_such_key: unknown key'):
-    benchmark.main(['train_step', '--set', 'model.no_such_key=1', '--compile_only'])
 
 
-def test_network_names_and_bad_input():
-  assert list(benchmark.NETWORKS) == ['PackNet01', 'PackNetSlim01', 'DepthResNet18', 'DepthResNet50',
-                                      'PoseNet', 'PoseResNet18']
-  with pytest.raises(SystemExit, match='--network'):
-    benchmark.main(['forward', '--network', 'NoSuchNet', '--shape', '32,32'])
-  with pytest.raises(SystemExit, match='--shape'):
-    benchmark.main(['forward', '--network', 'PoseNet', '--shape', '32x32'])
+def test_network_names():
+  assert list(networks.NETWORKS) == ['PackNet01', 'PackNetSlim01', 'DepthResNet18', 'DepthResNet50',
+                                     'PoseNet', 'PoseResNet18']
+  assert networks.network_names('all') == list(networks.NETWORKS)
+  assert networks.network_names('PoseNet, DepthResNet18') == ['PoseNet', 'DepthResNet18']
+  assert scaling.device_counts(2) == [1, 2] and scaling.device_counts(6) == [1, 2, 4, 6]
+
+
+@pytest.mark.parametrize('args, expected', [
+    (['forward', '--network', 'NoSuchNet', '--shape', '32,32'], "--network: expected \"all\" or one of"),
+    (['forward', '--network', 'PoseNet', '--shape', '32x32'], '--shape: expected "H,W"'),
+    (['forward', '--shape', '48,48'], '--shape: H and W must be positive multiples of 32'),
+    (['forward', '--dtype', 'float8'], 'flag --dtype=float8'),
+    (['train_step', '--config.model.no_such_key=1', '--compile_only'],
+     "config key 'model.no_such_key': unknown (not in configs/default.py)"),
+    (['train_step', '--config=/no/such/config.py', '--compile_only'], '/no/such/config.py'),
+    (['data', '--source_shape', '0,10'], '--source_shape: H and W must be positive'),
+    (['data', '--jittering', 'a,b'], '--jittering: expected four numbers'),
+    (['data', '--path', '/no/such/kitti'], '--path: dataset root not found: /no/such/kitti'),
+    (['nojob'], "job 'nojob': expected one of forward, train_step, data, scaling"),
+])
+def test_bad_input_is_one_error_line(args, expected, capsys):
+  assert benchmark.main(['benchmark', *args]) == 1
+  assert expected in one_error_line(capsys)
 
 
 def test_scaling_over_two_devices(capsys):
-  records = benchmark.main(['scaling', '--network', 'PoseNet', '--shape', '32,32', '--iters', '2', '--warmup', '0'])
+  records = run_job(scaling, '--network', 'PoseNet', '--shape', '32,32', '--iters', '2', '--warmup', '0')
   assert [r['devices'] for r in records] == [1, 2]  # conftest forces 2 CPU devices
   assert records[0]['efficiency'] == pytest.approx(1.0)
   assert records[1]['frames_per_s'] == pytest.approx(2 / records[1]['median_s'])
@@ -107,17 +137,15 @@ def test_scaling_over_two_devices(capsys):
 
 
 def test_data_pipeline_on_synthetic_kitti():
-  (rec,) = benchmark.main(['data', '--shape', '32,96', '--frames', '10', '--batch', '2', '--batches', '2',
-                           '--warmup', '1'])
+  (rec,) = run_job(data, '--shape', '32,96', '--frames', '10', '--batch', '2', '--batches', '2', '--warmup', '1')
   assert rec['benchmark'] == 'data' and rec['dataset'] == 'synthetic KITTI'
   assert rec['images'] == 4 and rec['images_per_s'] > 0
 
 
 def test_data_pipeline_on_prepared_records_with_device_jitter():
   """Records prepared at the training size from larger frames, depth loaded, and the step's jitter timed."""
-  (rec,) = benchmark.main(['data', '--shape', '32,96', '--source_shape', '60,200', '--frames', '10', '--batch', '2',
-                           '--batches', '2', '--warmup', '1', '--records', '--depth_type', 'velodyne',
-                           '--device_iters', '2'])
+  (rec,) = run_job(data, '--shape', '32,96', '--source_shape', '60,200', '--frames', '10', '--batch', '2',
+                   '--batches', '2', '--warmup', '1', '--records', '--depth_type', 'velodyne', '--device_iters', '2')
   assert rec['records'] is True and rec['source_shape'] == [60, 200] and rec['shape'] == [32, 96]
   assert rec['jittering'] == [0.2, 0.2, 0.2, 0.05]
   assert rec['images'] == 4 and rec['samples_per_cpu_s'] > 0

@@ -1,22 +1,17 @@
 """tools/compare_training.py without torch: the settings table and refusal, the table over seeds,
 the collapse rule, the cache keys; and the synthetic generator's 30-field OXTS packets."""
 import math
-import os
-import pathlib
 import sys
 
 import numpy as np
 import pytest
 
-TOOLS = pathlib.Path(__file__).resolve().parents[1] / 'tools'
-sys.path.insert(0, str(TOOLS))
-
-from compare import cache  # noqa: E402  pylint: disable=wrong-import-position
-from compare import curves  # noqa: E402  pylint: disable=wrong-import-position
-from compare import runner  # noqa: E402  pylint: disable=wrong-import-position
-from compare import settings  # noqa: E402  pylint: disable=wrong-import-position
-from configs import demo  # noqa: E402  pylint: disable=wrong-import-position
-import make_synthetic_kitti  # noqa: E402  pylint: disable=wrong-import-position
+from compare import cache
+from compare import curves
+from compare import runner
+from compare import settings
+from configs import demo
+import make_synthetic_kitti
 
 ADAM = ((0.9, 0.999), 1e-8)  # torch.optim.Adam's defaults (torch is not needed here)
 

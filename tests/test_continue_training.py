@@ -6,9 +6,9 @@ import numpy as np
 import optax
 import pytest
 
-from conftest import load_json
-import recipe
-import torch_writer
+from lib.fixtures import load_json
+from lib import recipe
+from lib import torch_writer
 
 from configs import demo
 from packnet_jax.models import sfm_model

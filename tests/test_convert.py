@@ -9,8 +9,8 @@ import jax
 import numpy as np
 import pytest
 
-import torch_writer
-from conftest import FIXTURES, load_npz, nchw_to_nhwc
+from lib import torch_writer
+from lib.fixtures import FIXTURES, load_npz, nchw_to_nhwc
 import packnet_jax
 from packnet_jax.convert import checkpoint as checkpoint_lib
 from packnet_jax.convert import converter, keymap
@@ -20,7 +20,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 POSEONLY = FIXTURES / 'ckpt' / 'selfsup_resnet18_posenet_POSEONLY.ckpt'
 # Runs the CLI in a fresh interpreter where `import torch` / `import yacs` fail.
 _NO_TORCH = ("import sys; sys.modules['torch'] = None; sys.modules['yacs'] = None; "
-             "from packnet_jax.convert.__main__ import main; rc = main(sys.argv[1:]); "
+             "from packnet_jax.convert.__main__ import main; rc = main(sys.argv); "
              "assert 'torch' not in [m.split('.')[0] for m in sys.modules if sys.modules[m] is not None]; "
              "sys.exit(rc)")
 
@@ -144,7 +144,7 @@ def test_pth_tar_renames():
     ('PackNetSlim01_1A', 'depth', 'PackNetSlim01', '1A'), ('PoseNet', 'pose', 'PoseNet', ''),
     ('PoseResNet18', 'pose', 'PoseResNet', '18')])
 def test_architecture_detection_from_keys(sd, kind, name, version):
-  from conftest import load_json  # pylint: disable=import-outside-toplevel
+  from lib.fixtures import load_json  # pylint: disable=import-outside-toplevel
   shapes = {e['key']: np.broadcast_to(np.float32(0), e['shape'])
             for e in load_json(f'net_{sd}.json')['state_dict']}
   assert checkpoint_lib.detect_from_keys(shapes) == (kind, {'name': name, 'version': version})

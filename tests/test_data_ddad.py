@@ -1,24 +1,20 @@
-"""DDAD (DGP JSON) reader on a tiny scene written by ddad_helper, and the synthetic DDAD generator."""
+"""DDAD (DGP JSON) reader on a tiny scene written by lib/ddad_scene.py, and the synthetic DDAD generator."""
 import json
-import os
-import pathlib
-import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
-import ddad_helper
+from lib import ddad_scene
 from packnet_jax.data import ddad
 from packnet_jax.data import source as source_lib
 
-TOOLS = str(pathlib.Path(__file__).resolve().parents[1] / 'tools')
 
 
 @pytest.fixture(scope='module')
 def scene(tmp_path_factory):
   root = tmp_path_factory.mktemp('ddad')
-  return root, ddad_helper.write_scene(str(root))
+  return root, ddad_scene.write_scene(str(root))
 
 
 def test_projected_lidar_depth_at_known_points(scene):
@@ -39,7 +35,7 @@ def test_projected_lidar_depth_at_known_points(scene):
 
 def test_structured_and_plain_point_clouds_agree(scene, tmp_path):
   root, _ = scene
-  ddad_helper.write_scene(str(tmp_path), structured=True)
+  ddad_scene.write_scene(str(tmp_path), structured=True)
   name = 'scene_000/point_cloud/LIDAR/1001.npz'
   plain, structured = ddad.read_point_cloud(str(root / name)), ddad.read_point_cloud(str(tmp_path / name))
   assert plain.shape == (2 * 4 + 1, 3)
@@ -57,7 +53,7 @@ def test_cameras_follow_the_sample_order_not_the_argument(scene, tmp_path):
   assert [cam for _, _, cam in reverse.items] == ['camera_01', 'camera_05'] * 3
   assert [reverse.load(i)['filename'] for i in range(2)] == ['scene_000_camera_01_1000', 'scene_000_camera_05_1000']
   # A dataset that lists CAMERA_05 first in its samples gives CAMERA_05 first, whatever the argument says.
-  ddad_helper.write_scene(str(tmp_path), camera_order=('CAMERA_05', 'CAMERA_01'))
+  ddad_scene.write_scene(str(tmp_path), camera_order=('CAMERA_05', 'CAMERA_01'))
   swapped = ddad.DDADReader(str(tmp_path / 'ddad.json'), 'train', cameras=['camera_01', 'camera_05'])
   assert [cam for _, _, cam in swapped.items] == ['camera_05', 'camera_01'] * 3
   # Green encodes the camera (0 for CAMERA_01, 100 for CAMERA_05).
@@ -70,14 +66,14 @@ def test_intrinsics_context_and_relative_pose(scene):
                            back_context=1, forward_context=1)
   assert len(reader) == 1  # only the middle frame has both neighbours
   sample = source_lib.SampleSource(reader, 'validation')(0)
-  fx, fy, cx, cy = ddad_helper.K['CAMERA_05']
+  fx, fy, cx, cy = ddad_scene.K['CAMERA_05']
   np.testing.assert_allclose(sample['intrinsics'], [[fx, 0, cx], [0, fy, cy], [0, 0, 1]])
   # Images encode the frame: 40·f + 10 in red, 100·camera in green.
   np.testing.assert_allclose(sample['rgb'][0, 0], [50 / 255, 100 / 255, 50 / 255], atol=1e-7)
   np.testing.assert_allclose(sample['rgb_context'][:, 0, 0, 0], [10 / 255, 90 / 255], atol=1e-7)
-  T1, _ = ddad_helper.camera_pose(1, 'CAMERA_05')
+  T1, _ = ddad_scene.camera_pose(1, 'CAMERA_05')
   for ctx_frame, pc in zip((0, 2), sample['pose_context']):
-    Tc, _ = ddad_helper.camera_pose(ctx_frame, 'CAMERA_05')
+    Tc, _ = ddad_scene.camera_pose(ctx_frame, 'CAMERA_05')
     np.testing.assert_allclose(pc, np.linalg.inv(Tc) @ T1, atol=1e-5)  # target → context camera
 
 
@@ -94,7 +90,7 @@ def test_missing_split_and_camera_errors(scene):
 
 
 def test_missing_calibration_names_the_file_and_camera(tmp_path):
-  ddad_helper.write_scene(str(tmp_path), calibrated=('CAMERA_01',))
+  ddad_scene.write_scene(str(tmp_path), calibrated=('CAMERA_01',))
   ddad.DDADReader(str(tmp_path / 'ddad.json'), 'train', cameras=['camera_01'])  # the calibrated one is fine
   calib = tmp_path / 'scene_000' / 'calibration' / 'c0ffee.json'
   with pytest.raises(ValueError) as e:
@@ -107,7 +103,7 @@ def test_missing_calibration_names_the_file_and_camera(tmp_path):
 
 
 def test_quaternion_matches_axis_angle():
-  R = ddad.quaternion_to_matrix(ddad_helper._quat_y(0.4))
+  R = ddad.quaternion_to_matrix(ddad_scene._quat_y(0.4))
   c, s = np.cos(0.4), np.sin(0.4)
   np.testing.assert_allclose(R, [[c, 0, s], [0, 1, 0], [-s, 0, c]], atol=1e-12)
 
@@ -115,7 +111,6 @@ def test_quaternion_matches_axis_angle():
 # --------------------------------------------------------------------------- synthetic DDAD generator
 @pytest.fixture(scope='module')
 def synthetic(tmp_path_factory):
-  sys.path.insert(0, TOOLS)
   import make_synthetic_ddad as gen  # pylint: disable=import-outside-toplevel
   root = tmp_path_factory.mktemp('synthetic_ddad')
   return gen, root, gen.generate(str(root), frames=5, val_frames=2, height=40, width=64, seed=3)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import FIXTURES, load_npz, nchw_to_nhwc
-import noise
+from lib.fixtures import FIXTURES, load_npz, nchw_to_nhwc
+from lib import noise
 from packnet_jax.data import kitti
 from packnet_jax.data import kitti_calib
 from packnet_jax.data import projection
@@ -148,7 +148,6 @@ def synth(tmp_path_factory):
 
 
 def test_synthetic_generator_poses_and_velodyne(synth, tmp_path):
-  sys.path.insert(0, TOOLS)
   import make_synthetic_kitti as gen
   poses = gen.trajectory(8)
   reader = kitti.KITTIReader(str(synth), 'splits/train.txt', depth_type='velodyne', with_pose=True,
@@ -177,7 +176,6 @@ def test_synthetic_generator_poses_and_velodyne(synth, tmp_path):
 
 
 def test_synthetic_generator_is_deterministic(synth, tmp_path):
-  sys.path.insert(0, TOOLS)
   import make_synthetic_kitti as gen
   gen.generate(str(tmp_path / 'again'), frames=8, height=32, width=96, seed=1)
   rel = '2011_09_26/2011_09_26_drive_0001_sync/image_02/data/0000000001.png'

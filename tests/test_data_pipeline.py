@@ -3,7 +3,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import FIXTURES
+from lib.fixtures import FIXTURES
 import packnet_jax.data as data
 from packnet_jax.data import pipeline
 from packnet_jax.train import train_step

@@ -17,10 +17,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import make_synthetic_kitti
+from lib.synthetic import make_synthetic_kitti
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / 'tools'))
-from benchmark import random_variables  # noqa: E402  pylint: disable=wrong-import-position
+from bench.networks import random_variables
 from packnet_jax import api
 from packnet_jax import config_utils
 from packnet_jax.eval import metrics as metrics_lib

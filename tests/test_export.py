@@ -19,8 +19,7 @@ from packnet_jax.models import packnet_blocks as blocks
 from packnet_jax.models import registry
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / 'tools'))
-from benchmark import random_variables  # noqa: E402  pylint: disable=wrong-import-position
+from bench.networks import random_variables
 
 SHAPE = (32, 64)
 ONNX_ATOL = 1e-4

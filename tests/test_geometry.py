@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import load_npz, nchw_to_nhwc
-import noise
+from lib.fixtures import load_npz, nchw_to_nhwc
+from lib import noise
 from packnet_jax import geometry as geo
 
 # Tolerances from the float32 noise of each computation (max |ours_f32 − ours_f64|, and the reference's

@@ -1,8 +1,8 @@
 """ImageNet-initialised ResNet encoders ('pt' versions) from torchvision files, without torch.
 
 The torchvision-layout weights come from the seeded recipe of
-tests/make_imagenet_fixture.py (written here as `.pth` files with
-tests/torch_writer.py); the vendored tests/fixtures/imagenet/*.npz hold torch's
+tests/lib/imagenet_recipe.py (written here as `.pth` files with
+tests/lib/torch_writer.py); the vendored tests/fixtures/imagenet/*.npz hold torch's
 features for the same weights and input.
 """
 import json
@@ -16,8 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import make_imagenet_fixture as recipe
-import torch_writer
+from lib import imagenet_recipe as recipe
+from lib import torch_writer
 from configs import default
 from packnet_jax.convert import converter
 from packnet_jax.convert import torchvision_resnet

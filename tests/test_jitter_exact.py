@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import pil_jitter
+from lib import pil_jitter
 from packnet_jax.data import jitter
 
 CHUNK = 1 << 20  # colours per chunk (a 1024x1024 image): bounded memory, one compile

@@ -1,7 +1,7 @@
 """Colour jitter end to end: the host ships originals + parameters, the train step jitters them.
 
 The oracle is the old host path: the same seeded draws, applied by PIL to the
-same un-jittered images (tests/pil_jitter.py). The device result must equal it
+same un-jittered images (tests/lib/pil_jitter.py). The device result must equal it
 bit for bit, for the target and every context, on one device (jit) and in a
 2-device pmapped batch, and the train step must see exactly those images.
 """
@@ -12,9 +12,9 @@ import numpy as np
 import optax
 import pytest
 
-import pil_jitter
-import train_testlib
-from conftest import FIXTURES
+from lib import pil_jitter
+from lib import tiny_training
+from lib.fixtures import FIXTURES
 import packnet_jax.data as data
 from packnet_jax.data import jitter
 from packnet_jax.losses import objective
@@ -107,13 +107,13 @@ def test_train_step_trains_on_the_device_jittered_images():
   plain = {k: v for k, v in jittered.items() if k not in jitter.PARAM_KEYS}
   plain['rgb'] = np.stack([o[0] for o in oracle])
   plain['rgb_context'] = np.stack([o[1] for o in oracle])
-  model = sfm_model.SfmModel(depth_net=train_testlib.TinyDepthNet(), pose_net=_TinyPoseNet())
+  model = sfm_model.SfmModel(depth_net=tiny_training.TinyDepthNet(), pose_net=_TinyPoseNet())
   variables = sfm_model.init_variables(model, jax.random.PRNGKey(0), (32, 96))
   state = TrainState.create(params=variables['params'], batch_stats={}, tx=optax.sgd(0.1), rng=jax.random.PRNGKey(1))
   step = jax.jit(ts.make_train_step(model, objective.LossOptions(num_scales=1), flip_lr_prob=0.0))
   rng = jax.random.PRNGKey(2)
-  new_a, metrics_a = train_testlib.fast_compiling(step)(state, jittered, rng)
-  new_b, metrics_b = train_testlib.fast_compiling(step)(state, plain, rng)
+  new_a, metrics_a = tiny_training.fast_compiling(step)(state, jittered, rng)
+  new_b, metrics_b = tiny_training.fast_compiling(step)(state, plain, rng)
   assert float(metrics_a['loss']) == float(metrics_b['loss']) and np.isfinite(float(metrics_a['loss']))
   for a, b in zip(jax.tree_util.tree_leaves(new_a.params), jax.tree_util.tree_leaves(new_b.params)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

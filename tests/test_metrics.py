@@ -5,8 +5,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import load_json, load_npz, nchw_to_nhwc
-import noise
+from lib.fixtures import load_json, load_npz, nchw_to_nhwc
+from lib import noise
 
 from packnet_jax.eval import metrics as M
 

@@ -10,8 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import load_json, load_npz, nchw_to_nhwc
-import noise
+from lib.fixtures import load_json, load_npz, nchw_to_nhwc
+from lib import noise
 from packnet_jax.geometry import pose_vec_to_mat
 from packnet_jax.losses import multiview_photometric_loss
 from packnet_jax.losses.photometric import calc_photometric_maps, match_scales, warp_ref_image

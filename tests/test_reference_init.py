@@ -30,7 +30,7 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-from conftest import FIXTURES
+from lib.fixtures import FIXTURES
 from packnet_jax.models import DepthResNet, PackNet01, PackNetSlim01, PoseNet, PoseResNet
 from packnet_jax.train import model_init
 from configs import default

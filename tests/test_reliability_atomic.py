@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import torch_writer
+from lib import torch_writer
 from packnet_jax import infer
 from packnet_jax.utils import io as io_utils
 

@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import with_fast_compile
-import torch_writer
+from lib.env import with_fast_compile
+from lib import torch_writer
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 KITTI_SYNTH = pathlib.Path(__file__).parent / 'fixtures' / 'reference' / 'kitti_synth'
@@ -34,7 +34,7 @@ TIMEOUT_S = 300
 def run_cli(module, args, timeout=TIMEOUT_S):
   """Runs `python -m module args` from the repository root (CPU only).
 
-  XLA compiles without its expensive optimisations (conftest.FAST_COMPILE_FLAGS):
+  XLA compiles without its expensive optimisations (lib.env.FAST_COMPILE_FLAGS):
   what is checked is the refusal, never a compiled program's speed.
   """
   env = with_fast_compile(dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='3',

@@ -8,7 +8,7 @@ makes the loss NaN at steps 1-3 (the config test hook
 `train.inject_nonfinite_steps`), so all of them run one and the same compiled
 step, which the session's persistent XLA compilation cache (conftest.py) lets
 only the first run compile, and compiles without XLA's expensive CPU
-optimisations (conftest.FAST_COMPILE_FLAGS). (A resumed run still goes through the same code
+optimisations (lib.env.FAST_COMPILE_FLAGS). (A resumed run still goes through the same code
 path as a fresh one: restore, then the first step; a first-step executable that
 differed from the later steps' would still show up as a different final state.)
 
@@ -39,7 +39,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import with_fast_compile
+from lib.env import with_fast_compile
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 KITTI_SYNTH = pathlib.Path(__file__).parent / 'fixtures' / 'reference' / 'kitti_synth'
@@ -242,7 +242,7 @@ def test_sigkill_during_checkpoint_write_and_at_random_step_then_resume(env, ref
 
 # --------------------------------------------------------------------------- non-finite steps
 # Suite time: test_train_loop.py checks the same in-process (stop message, a checkpoint per step, none
-# non-finite, skipped updates change nothing, the CLI's one-line error); test_single_device_cli's resumed
+# non-finite, skipped updates change nothing, the CLI's one-line error); test_cli_one_device_end_to_end's resumed
 # run skips a NaN step through the CLI on one device.
 @pytest.mark.slow
 def test_nonfinite_steps_are_skipped_counted_and_stop_the_run(env, tmp_path):
@@ -274,12 +274,8 @@ def test_nonfinite_steps_are_skipped_counted_and_stop_the_run(env, tmp_path):
 @pytest.mark.slow
 def test_soak_host_memory_does_not_grow(tmp_path):
   """tools/soak.py: a few thousand demo steps, host RSS slope after warm-up within the bound."""
-  sys.path.insert(0, str(REPO / 'tools'))
-  try:
-    import soak  # pylint: disable=import-outside-toplevel
-  finally:
-    sys.path.pop(0)
-  args = soak.parse_args(['--steps', '2000', '--tiny', '--workdir', str(tmp_path / 'work'),
+  import soak  # pylint: disable=import-outside-toplevel  (tools/, on the tests' import path)
+  args = soak.parse_args(['soak', '--steps', '2000', '--tiny', '--workdir', str(tmp_path / 'work'),
                           '--data', str(tmp_path / 'kitti_synth'), '--max_growth_kib_per_step', '32'])
   summary = soak.soak(args)
   assert summary['returncode'] == 0, summary

@@ -3,8 +3,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import load_npz, nchw_to_nhwc
-import noise
+from lib.fixtures import load_npz, nchw_to_nhwc
+from lib import noise
 
 from packnet_jax.geometry.sampling import resize_nearest_torch
 from packnet_jax.losses.reprojected_distance import reprojected_coords, reprojected_distance_loss

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-from conftest import load_json, load_npz, nchw_to_nhwc
-import noise
-import recipe
+from lib.fixtures import load_json, load_npz, nchw_to_nhwc
+from lib import noise
+from lib import recipe
 from packnet_jax.convert import keymap
 from packnet_jax.models import registry
 from packnet_jax.losses import objective

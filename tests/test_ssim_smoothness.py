@@ -5,8 +5,8 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import load_json, load_npz, nchw_to_nhwc
-import noise
+from lib.fixtures import load_json, load_npz, nchw_to_nhwc
+from lib import noise
 from packnet_jax.losses import calc_smoothness, inv_depths_normalize, smoothness_loss, ssim, ssim_loss
 
 

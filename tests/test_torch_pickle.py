@@ -9,9 +9,9 @@ import zipfile
 import numpy as np
 import pytest
 
-import recipe
-import torch_writer
-from conftest import FIXTURES, load_json
+from lib import recipe
+from lib import torch_writer
+from lib.fixtures import FIXTURES, load_json
 from packnet_jax.convert import torch_pickle
 
 POSEONLY = FIXTURES / 'ckpt' / 'selfsup_resnet18_posenet_POSEONLY.ckpt'

@@ -12,7 +12,7 @@ import jax
 import numpy as np
 import pytest
 
-import train_testlib
+from lib import tiny_training
 from packnet_jax.train import checkpointing
 from packnet_jax.train import train
 
@@ -35,10 +35,10 @@ def compilation_cache():
 
 @pytest.fixture(autouse=True)
 def fast_compile(monkeypatch):
-  """The loop's step compiles with the cheap XLA options (conftest): the loop is what is checked."""
+  """The loop's step compiles with the cheap XLA options (lib.env): the loop is what is checked."""
   for name in ('jit_train_step', 'pmap_train_step'):
     make = getattr(train.train_step_lib, name)
-    monkeypatch.setattr(train.train_step_lib, name, lambda fn, make=make: train_testlib.fast_compiling(make(fn)))
+    monkeypatch.setattr(train.train_step_lib, name, lambda fn, make=make: tiny_training.fast_compiling(make(fn)))
 
 
 def _leaves(tree):
@@ -46,14 +46,14 @@ def _leaves(tree):
 
 
 # Suite time: in-process repeat of what the cross-process kill/resume test (2 devices,
-# test_reliability_training) and the single-device resume (test_single_device_cli) check.
+# test_reliability_training) and the single-device resume (test_cli_one_device_end_to_end) check.
 @pytest.mark.slow
 def test_resume_is_bit_identical(tmp_path):
   # Uninterrupted: 4 steps (global batch 2 on 2 devices → 2 steps per epoch).
-  full = train.train_and_evaluate(train_testlib.tiny_config(max_steps=4), tmp_path / 'full')
+  full = train.train_and_evaluate(tiny_training.tiny_config(max_steps=4), tmp_path / 'full')
   # Interrupted after 2 steps, then the same command with the longer schedule resumes.
-  train.train_and_evaluate(train_testlib.tiny_config(max_steps=2), tmp_path / 'split')
-  resumed = train.train_and_evaluate(train_testlib.tiny_config(max_steps=4), tmp_path / 'split')
+  train.train_and_evaluate(tiny_training.tiny_config(max_steps=2), tmp_path / 'split')
+  resumed = train.train_and_evaluate(tiny_training.tiny_config(max_steps=4), tmp_path / 'split')
   assert len(resumed.history) == 2   # only steps 2 and 3 were run again
   assert int(resumed.state.step) == int(full.state.step) == 4
   for a, b in zip(_leaves(full.state.params), _leaves(resumed.state.params)):
@@ -68,7 +68,7 @@ def test_resume_is_bit_identical(tmp_path):
 
 
 # VelSup is SelfSup plus the velocity term (test_velocity_loss.py checks its values and gradients against
-# the reference, test_every_config traces kitti_velsup's step on a synthetic batch): its real training is slow.
+# the reference, test_every_config_trains traces kitti_velsup's step on a synthetic batch): its real training is slow.
 @pytest.mark.parametrize('model,term', [('SemiSupModel', 'supervised_loss'),
                                         pytest.param('VelSupModel', 'velocity_loss', marks=pytest.mark.slow)])
 def test_semisup_and_velsup_train(tmp_path, model, term, monkeypatch):
@@ -89,7 +89,7 @@ def test_semisup_and_velsup_train(tmp_path, model, term, monkeypatch):
     return wrapped
 
   monkeypatch.setattr(train.train_step_lib, 'make_train_step', spy)
-  config = train_testlib.tiny_config(model, max_steps=2)
+  config = tiny_training.tiny_config(model, max_steps=2)
   result = train.train_and_evaluate(config, tmp_path)
   for metrics in result.history:
     for key in ('loss', 'photometric_loss', 'smoothness_loss', term):
@@ -97,7 +97,7 @@ def test_semisup_and_velsup_train(tmp_path, model, term, monkeypatch):
     assert metrics['grads_finite'] == 1.0
     # Adam moves every network with a non-zero gradient.
     assert metrics['update_norm_depth_net'] > 0 and metrics['update_norm_pose_net'] > 0
-    # A learning run is not reported as collapsed (tests/test_collapse.py has the collapsing one).
+    # A learning run is not reported as collapsed (tests/test_collapse_report.py has the collapsing one).
     assert metrics['inv_depth_spread'] > 1e-2 and metrics['grad_norm_depth'] > 1e-5, metrics
     grads.setdefault('n', 0)
   assert result.collapsed_at is None
@@ -112,7 +112,7 @@ NONFINITE_STEPS = (2, 3)
 def test_nonfinite_steps_stop_the_run(tmp_path):
   """Steps 2 and 3 are NaN, the limit is 2: the run stops at step 3 with the step and the terms; every
   step was checkpointed, none holds a non-finite value, and the skipped updates changed nothing."""
-  config = train_testlib.tiny_config(max_steps=6)
+  config = tiny_training.tiny_config(max_steps=6)
   config.train.inject_nonfinite_steps = NONFINITE_STEPS
   config.train.max_consecutive_nonfinite = 2
   config.checkpoint.every_steps = 1
@@ -154,7 +154,7 @@ def test_main_reports_a_nonfinite_stop_in_one_line(monkeypatch, tmp_path):
 
 
 def test_nonfinite_steps_below_the_limit_are_skipped(tmp_path):
-  config = train_testlib.tiny_config(max_steps=6)
+  config = tiny_training.tiny_config(max_steps=6)
   config.train.inject_nonfinite_steps = NONFINITE_STEPS
   config.train.max_consecutive_nonfinite = 3
   result = train.train_and_evaluate(config, tmp_path)

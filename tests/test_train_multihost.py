@@ -12,21 +12,19 @@ import sys
 
 import numpy as np
 
-from conftest import with_fast_compile
+from lib.env import with_fast_compile
 
 TESTS = pathlib.Path(__file__).resolve().parent
 ROOT = TESTS.parent
 
 WORKER = r'''
-import os, sys
-sys.path[:0] = [{tests!r}, {root!r}]
 import jax
 import numpy as np
 jax.distributed.initialize(coordinator_address='127.0.0.1:{port}', num_processes=2, process_id={pid})
 assert jax.process_count() == 2 and jax.device_count() == 2, (jax.process_count(), jax.device_count())
-import train_testlib
+from lib import tiny_training
 from packnet_jax.train import train
-config = train_testlib.tiny_config(max_steps=2)
+config = tiny_training.tiny_config(max_steps=2)
 config.checkpoint.every_steps = 0
 config.model.loss.num_scales = 1  # a quarter of the loss's compile time; the scale count is not what is tested
 result = train.train_and_evaluate(config, {workdir!r})
@@ -46,12 +44,13 @@ def test_two_processes_end_with_identical_params(tmp_path):
   # Fast XLA compilation: both processes compile the step at once on the 2 cores, and what is tested is
   # that they agree, not XLA's code.
   env = with_fast_compile(dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS='--xla_force_host_platform_device_count=1',
-                               TF_CPP_MIN_LOG_LEVEL='2', PYTHONPATH=str(ROOT)))
+                               TF_CPP_MIN_LOG_LEVEL='2',
+                               PYTHONPATH=os.pathsep.join((str(TESTS), str(ROOT)))))  # lib/ and the repository
   procs, outs = [], []
   for pid in range(2):
     out = tmp_path / f'params_{pid}.npz'
     outs.append(out)
-    code = WORKER.format(tests=str(TESTS), root=str(ROOT), port=port, pid=pid,
+    code = WORKER.format(port=port, pid=pid,
                          workdir=str(tmp_path / 'workdir'), out=str(out))
     procs.append(subprocess.Popen([sys.executable, '-c', code], cwd=ROOT, env=env,
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))

@@ -10,7 +10,7 @@ import numpy as np
 import optax
 import pytest
 
-import train_testlib
+from lib import tiny_training
 from packnet_jax.losses import objective
 from packnet_jax.models import sfm_model
 from packnet_jax.train import device_layout
@@ -55,7 +55,7 @@ def _setup(version='', sgd=False):
   """(model, host TrainState). SGD makes parameters a linear function of the gradients:
   Adam's first step moves every weight by ±lr whatever the gradient's size, so
   float-noise-sized gradients (e.g. biases in front of GroupNorm) would flip sign."""
-  model = sfm_model.SfmModel(depth_net=train_testlib.TinyDepthNet(version=version), pose_net=TinyPoseNet())
+  model = sfm_model.SfmModel(depth_net=tiny_training.TinyDepthNet(version=version), pose_net=TinyPoseNet())
   variables = sfm_model.init_variables(model, jax.random.PRNGKey(0), (H, W))
   if sgd:
     tx = optax.sgd(0.1)

@@ -6,8 +6,6 @@ must be no noisier than the reference is against its own float64 run
 """
 import functools
 import json
-import pathlib
-import sys
 
 import jax
 from jax.extend import core as jax_core
@@ -15,14 +13,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / 'tools'))
-import training_noise as tn  # noqa: E402  pylint: disable=wrong-import-position
-from packnet_jax.models import registry  # noqa: E402  pylint: disable=wrong-import-position
-from packnet_jax.losses import objective  # noqa: E402  pylint: disable=wrong-import-position
-from packnet_jax.models import sfm_model  # noqa: E402  pylint: disable=wrong-import-position
-from packnet_jax.train import optim  # noqa: E402  pylint: disable=wrong-import-position
-from packnet_jax.train import train_state  # noqa: E402  pylint: disable=wrong-import-position
-from packnet_jax.train import train_step  # noqa: E402  pylint: disable=wrong-import-position
+import training_noise as tn
+from packnet_jax.losses import objective
+from packnet_jax.models import registry
+from packnet_jax.models import sfm_model
+from packnet_jax.train import optim
+from packnet_jax.train import train_state
+from packnet_jax.train import train_step
 
 TORCH = json.loads(tn.FIXTURE.read_text())['scenarios']
 # Asserted steps. After step 1 every parameter has moved by ±lr (Adam's first update is lr·sign(g)),

@@ -2,8 +2,8 @@
 import jax
 import numpy as np
 import pytest
-from conftest import load_npz
-import noise
+from lib.fixtures import load_npz
+from lib import noise
 
 from packnet_jax.losses.velocity import velocity_loss
 

@@ -12,7 +12,6 @@ the pooled moments over the R·n draws: mean, std, max |x|, and the standardised
 moments give the sampling error of the kurtosis, which tells uniform, normal and
 truncated-normal laws apart). torch is needed here only, never by packnet_jax.
 """
-import argparse
 import json
 import math
 import pathlib
@@ -20,10 +19,11 @@ import subprocess
 import sys
 
 import numpy as np
+from absl import flags
+
+from packnet_jax import cli
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / 'tools'))
 OUT_DIR = REPO / 'tests' / 'fixtures' / 'reference'
 COMMAND = 'python tools/make_init_statistics.py --torch_source /path/to/packnet-sfm'
 
@@ -139,24 +139,24 @@ def _commit(torch_source):
     return 'unknown'
 
 
-def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-  parser.add_argument('--torch_source', default=None, help='packnet-sfm checkout (default $PACKNET_SFM_SOURCE)')
-  parser.add_argument('--only', default=None, choices=sorted(NETWORKS), help='one network')
-  parser.add_argument('--seeds', type=int, default=None, help='override every network\'s number of seeds')
-  parser.add_argument('--out_dir', default=str(OUT_DIR))
-  args = parser.parse_args(argv)
+def parse_flags(argv):
+  """Parses argv (program name first) into a private FlagValues."""
+  fv = flags.FlagValues()
+  flags.DEFINE_string('torch_source', None, 'packnet-sfm checkout (default $PACKNET_SFM_SOURCE)', flag_values=fv)
+  flags.DEFINE_enum('only', None, sorted(NETWORKS), 'one network', flag_values=fv)
+  flags.DEFINE_integer('seeds', None, "override every network's number of seeds", lower_bound=1, flag_values=fv)
+  flags.DEFINE_string('out_dir', str(OUT_DIR), 'folder for the init_stats_*.json files', flag_values=fv)
+  fv(argv)
+  return fv
+
+
+def _run(args):
   try:
     import torch  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
   except ImportError:
-    raise SystemExit('error: torch is not installed (pip install torch, CPU wheel)') from None
+    raise ValueError('torch is not installed (pip install torch, CPU wheel)') from None
   import torch_reference  # pylint: disable=import-outside-toplevel
-  try:
-    torch_reference.source_dir(args.torch_source)
-  except ValueError as err:
-    raise SystemExit(f'error: {err}') from None
-  if args.seeds is not None and args.seeds < 1:
-    raise SystemExit(f'error: --seeds: expected a positive count, got {args.seeds}')
+  torch_reference.source_dir(args.torch_source)
   for name in [args.only] if args.only else NETWORKS:
     if args.seeds is not None:
       NETWORKS[name] = NETWORKS[name][:2] + (args.seeds,)
@@ -166,5 +166,10 @@ def main(argv=None):
     print(f'{out}: {len(stats["entries"])} entries, {stats["seeds"]} seeds')
 
 
+def main(argv=None):
+  """CLI entry point; argv has the program name first (default: sys.argv)."""
+  return cli.run_main(parse_flags, _run, argv)
+
+
 if __name__ == '__main__':
-  main()
+  sys.exit(main())

@@ -13,7 +13,6 @@ The reference builds its loss cameras from `K.float()` with a float32 identity p
 gets both in the run's dtype instead (float32 ones cannot multiply float64 points), which is what our
 float64 mode does.
 """
-import argparse
 import copy
 import datetime
 import json
@@ -22,11 +21,11 @@ import platform
 import sys
 
 import numpy as np
+from absl import flags
 
-TOOLS = pathlib.Path(__file__).resolve().parent
-sys.path.insert(0, str(TOOLS))
-import torch_reference  # noqa: E402  pylint: disable=wrong-import-position
-import training_noise as tn  # noqa: E402  pylint: disable=wrong-import-position
+import torch_reference  # tools/ (this script's folder) is first on sys.path
+import training_noise as tn
+from packnet_jax import cli
 
 sys.path.insert(0, str(tn.REPO / 'tests'))
 
@@ -51,7 +50,7 @@ def _cameras_in_run_dtype(torch):
 
 def _batch(torch, augmented, dtype):
   """The scenario's batch as the reference reads it (NCHW tensors, contexts as a list)."""
-  import pil_jitter  # pylint: disable=import-outside-toplevel
+  from lib import pil_jitter  # pylint: disable=import-outside-toplevel
   target, contexts, K = tn.originals()
   jittered_t, jittered_c = target, contexts
   if augmented:
@@ -104,11 +103,21 @@ def _run(torch, depth, pose, augmented, dtype):
   return records
 
 
+def parse_flags(argv):
+  """Parses argv (program name first) into a private FlagValues."""
+  fv = flags.FlagValues()
+  flags.DEFINE_string('output', str(tn.FIXTURE), 'fixture file to write', flag_values=fv)
+  flags.DEFINE_string('torch_source', None, 'packnet-sfm checkout (else $PACKNET_SFM_SOURCE)', flag_values=fv)
+  fv(argv)
+  return fv
+
+
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--output', default=str(tn.FIXTURE))
-  parser.add_argument('--torch_source', default=None, help='packnet-sfm checkout (else $PACKNET_SFM_SOURCE)')
-  args = parser.parse_args(argv)
+  """CLI entry point; argv has the program name first (default: sys.argv)."""
+  return cli.run_main(parse_flags, _write_fixture, argv)
+
+
+def _write_fixture(args):
   import torch  # pylint: disable=import-outside-toplevel
   torch_reference.import_reference(args.torch_source)
   _cameras_in_run_dtype(torch)

@@ -25,7 +25,6 @@ sensor→vehicle. Each sample lists LIDAR first, then the cameras, as DGP's
 test scenes do. The image size need not be a multiple of 32: the training
 pipeline resizes to `datasets.augmentation.image_shape`.
 """
-import argparse
 import datetime
 import hashlib
 import json
@@ -34,10 +33,11 @@ import sys
 import time
 
 import numpy as np
+from absl import flags
 from PIL import Image
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import make_synthetic_kitti as street  # noqa: E402  pylint: disable=wrong-import-position
+import make_synthetic_kitti as street  # tools/ (this script's folder) is first on sys.path
+from packnet_jax import cli
 
 # Camera table: (fx, fy) as fractions of the width, principal-point offset from the image centre
 # in pixels, mounting position in the vehicle frame (m) and yaw (rad, left positive).
@@ -245,25 +245,32 @@ def generate(output, frames=12, val_frames=4, height=80, width=128, cameras=('CA
   return {'train': train_truth, 'val': val_truth}
 
 
-def main(argv=None):
-  parser = argparse.ArgumentParser(description='Synthetic DDAD-format (DGP JSON) multi-camera scene.')
-  parser.add_argument('--output', required=True)
-  parser.add_argument('--frames', type=int, default=12, help='frames of the train scene')
-  parser.add_argument('--val_frames', type=int, default=4, help='frames of the validation scene')
-  parser.add_argument('--height', type=int, default=80)
-  parser.add_argument('--width', type=int, default=128)
-  parser.add_argument('--cameras', default='CAMERA_01,CAMERA_05', help=f'comma-separated, from {sorted(CAMERAS)}')
-  parser.add_argument('--seed', type=int, default=0)
-  args = parser.parse_args(argv)
+def parse_flags(argv):
+  """Parses argv (program name first) into a private FlagValues."""
+  fv = flags.FlagValues()
+  flags.DEFINE_string('output', None, 'folder to write the DGP tree into', flag_values=fv, required=True)
+  flags.DEFINE_integer('frames', 12, 'frames of the train scene', lower_bound=3, flag_values=fv)
+  flags.DEFINE_integer('val_frames', 4, 'frames of the validation scene', lower_bound=1, flag_values=fv)
+  flags.DEFINE_integer('height', 80, 'image height (pixels)', lower_bound=8, flag_values=fv)
+  flags.DEFINE_integer('width', 128, 'image width (pixels)', lower_bound=8, flag_values=fv)
+  flags.DEFINE_list('cameras', ['CAMERA_01', 'CAMERA_05'], f'cameras, from {sorted(CAMERAS)}', flag_values=fv)
+  flags.DEFINE_integer('seed', 0, 'texture seed', flag_values=fv)
+  fv(argv)
+  return fv
+
+
+def _run(fv):
   start = time.time()
-  try:
-    generate(args.output, args.frames, args.val_frames, args.height, args.width,
-             tuple(c.strip() for c in args.cameras.split(',') if c.strip()), args.seed)
-  except ValueError as e:
-    parser.exit(2, f'error: {e}\n')
-  print(f'wrote {args.frames} + {args.val_frames} frames of {args.cameras} ({args.height}x{args.width}) '
-        f'to {args.output} in {time.time() - start:.1f}s')
+  cameras = tuple(c.strip() for c in fv.cameras if c.strip())
+  generate(fv.output, fv.frames, fv.val_frames, fv.height, fv.width, cameras, fv.seed)
+  print(f'wrote {fv.frames} + {fv.val_frames} frames of {",".join(cameras)} ({fv.height}x{fv.width}) '
+        f'to {fv.output} in {time.time() - start:.1f}s')
+
+
+def main(argv=None):
+  """CLI entry point; argv has the program name first (default: sys.argv)."""
+  return cli.run_main(parse_flags, _run, argv)
 
 
 if __name__ == '__main__':
-  main()
+  sys.exit(main())

@@ -22,12 +22,15 @@ Frames every 5th from index 2 go to val, every 5th from index 4 to test,
 the rest to train (a context-free border frame is harmless: the reader
 drops it).
 """
-import argparse
 import os
+import sys
 import time
 
 import numpy as np
+from absl import flags
 from PIL import Image
+
+from packnet_jax import cli
 
 DATE = '2011_09_26'
 DRIVE = DATE + '_drive_0001_sync'
@@ -317,18 +320,29 @@ def generate(output, frames=40, height=96, width=320, seed=0):
   return {'poses': poses, 'K': K}
 
 
-def main(argv=None):
-  parser = argparse.ArgumentParser(description='Synthetic KITTI-raw-format driving sequence.')
-  parser.add_argument('--output', required=True)
-  parser.add_argument('--frames', type=int, default=40)
-  parser.add_argument('--height', type=int, default=96)
-  parser.add_argument('--width', type=int, default=320)
-  parser.add_argument('--seed', type=int, default=0)
-  args = parser.parse_args(argv)
+def parse_flags(argv):
+  """Parses argv (program name first) into a private FlagValues."""
+  fv = flags.FlagValues()
+  flags.DEFINE_string('output', None, 'folder to write the KITTI-raw-layout tree into', flag_values=fv,
+                      required=True)
+  flags.DEFINE_integer('frames', 40, 'frames of the sequence', lower_bound=3, flag_values=fv)
+  flags.DEFINE_integer('height', 96, 'image height (pixels)', lower_bound=8, flag_values=fv)
+  flags.DEFINE_integer('width', 320, 'image width (pixels)', lower_bound=8, flag_values=fv)
+  flags.DEFINE_integer('seed', 0, 'texture seed', flag_values=fv)
+  fv(argv)
+  return fv
+
+
+def _run(fv):
   start = time.time()
-  generate(args.output, args.frames, args.height, args.width, args.seed)
-  print(f'wrote {args.frames} frames ({args.height}x{args.width}) to {args.output} in {time.time() - start:.1f}s')
+  generate(fv.output, fv.frames, fv.height, fv.width, fv.seed)
+  print(f'wrote {fv.frames} frames ({fv.height}x{fv.width}) to {fv.output} in {time.time() - start:.1f}s')
+
+
+def main(argv=None):
+  """CLI entry point; argv has the program name first (default: sys.argv)."""
+  return cli.run_main(parse_flags, _run, argv)
 
 
 if __name__ == '__main__':
-  main()
+  sys.exit(main())

@@ -8,7 +8,7 @@ start (tools/training_noise.py), per step the loss difference and the median / 9
 all parameter tensors of the gradients' and the updated parameters' relative differences, next to
 torch's own figures (tests/fixtures/reference/training_noise.json) and their ratio.
 
-Otherwise every parity check registered with `tests/noise.py` (`@noise.parity_check`) is run twice: in
+Otherwise every parity check registered with `tests/lib/noise.py` (`@noise.parity_check`) is run twice: in
 float32, as the tests run it, and in float64 (x64 enabled, models in compute dtype float64, so
 parameters, BatchNorm statistics and heads are float64 too). One line per comparison:
 
@@ -25,7 +25,6 @@ the project's CPU defaults (`packnet_jax/utils/xla_flags.py`), and prints the
 worst of the two per comparison. The whole run takes about 10 minutes of CPU time (the float64
 networks dominate); `--only test_geometry` and the like measure a part.
 """
-import argparse
 import importlib
 import json
 import os
@@ -35,6 +34,9 @@ import sys
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / 'tools')]
+from absl import flags  # pylint: disable=wrong-import-position
+
+from packnet_jax import cli  # pylint: disable=wrong-import-position
 from packnet_jax.utils import xla_flags  # pylint: disable=wrong-import-position
 
 TESTS = REPO / 'tests'
@@ -45,7 +47,7 @@ XLA_VARIANTS = {
 }
 # Test modules that register parity checks.
 PARITY_MODULES = ('test_geometry', 'test_photometric_loss', 'test_ssim_smoothness', 'test_supervised_loss',
-                  'test_reprojected_distance', 'test_velocity_loss', 'test_metrics', 'test_networks',
+                  'test_reprojected_distance', 'test_velocity_loss', 'test_metrics', 'test_network_parity',
                   'test_sfm_model', 'test_data_kitti')
 
 
@@ -61,7 +63,7 @@ def measure(only=''):
   sys.path[:0] = [str(TESTS), str(REPO)]
   import jax
   import numpy as np
-  import noise
+  from lib import noise  # pylint: disable=import-outside-toplevel
   for name in PARITY_MODULES:
     importlib.import_module(name)
   rows = []
@@ -111,29 +113,39 @@ def _print_table(rows):
           f'{r["ref_noise"]:9.2e} {r["used"]:6.3f} {margin:7.1f} {flag}')
 
 
+def parse_flags(argv):
+  """Parses argv (program name first) into a private FlagValues."""
+  fv = flags.FlagValues()
+  flags.DEFINE_string('only', '', 'measure only checks whose label contains this', flag_values=fv)
+  flags.DEFINE_bool('both_xla', False, "default XLA flags and the project's CPU defaults, side by side",
+                    flag_values=fv)
+  flags.DEFINE_string('json', None, 'write the rows to this file', flag_values=fv)
+  fv(argv)
+  return fv
+
+
 def main(argv=None):
-  argv = sys.argv[1:] if argv is None else argv
-  if argv[:1] == ['training']:
+  """CLI entry point; argv has the program name first (default: sys.argv)."""
+  argv = list(sys.argv if argv is None else argv)
+  if argv[1:2] == ['training']:
     import training_noise  # pylint: disable=import-outside-toplevel
-    return training_noise.main(argv[1:])
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--only', default='', help='measure only checks whose label contains this')
-  parser.add_argument('--both_xla', action='store_true', help='default XLA flags and XNN individual-conv')
-  parser.add_argument('--json', help='write the rows to this file')
-  args = parser.parse_args(argv)
+    return training_noise.main([f'{argv[0]} training'] + argv[2:])
+  return cli.run_main(parse_flags, _run, argv)
+
+
+def _run(args):
   if args.both_xla:  # the two variants run side by side; each prints its own table to its log
     procs, outs = [], []
     tmp = pathlib.Path(os.environ.get('TMPDIR', '/tmp'))
-    for variant, flags in XLA_VARIANTS.items():
+    for variant, variant_flags in XLA_VARIANTS.items():
       out, log = tmp / f'measure_noise_{variant}_{os.getpid()}.json', tmp / f'measure_noise_{variant}.log'
-      print(f'== {variant}: XLA_FLAGS={flags} (log: {log})', file=sys.stderr, flush=True)
+      print(f'== {variant}: XLA_FLAGS={variant_flags} (log: {log})', file=sys.stderr, flush=True)
       with open(log, 'w') as f:
         procs.append(subprocess.Popen([sys.executable, __file__, '--only', args.only, '--json', str(out)],
-                                      env=dict(os.environ, XLA_FLAGS=flags), stdout=f, stderr=subprocess.STDOUT))
+                                      env=dict(os.environ, XLA_FLAGS=variant_flags), stdout=f, stderr=subprocess.STDOUT))
       outs.append(out)
     if any(p.wait() for p in procs):
-      print('error: a measurement subprocess failed (see its log)', file=sys.stderr)
-      return 1
+      raise ValueError('a measurement subprocess failed (see its log)')
     rows = _merge([json.loads(out.read_text()) for out in outs])
     for out in outs:
       out.unlink()

@@ -1,4 +1,4 @@
-"""Long-run stability check: host memory of a demo training run, step by step.
+r"""Long-run stability check: host memory of a demo training run, step by step.
 
     python tools/soak.py [--steps 3000] [--max_growth_kib_per_step 32] [--workdir DIR] \
         [--data DIR] [--tiny] [-- --config.extra.override=...]
@@ -10,8 +10,8 @@ the resident set size of the training process is read from
 /proc/<pid>/status (VmRSS; no psutil needed). After a warm-up (compilation,
 first checkpoint, input-pipeline buffers: the first `--warmup` fraction of the
 steps) a least-squares line RSS(step) gives the memory growth per step. It is
-fitted to the medians of 10 windows: checkpoint writes make RSS jump by ~200 MB
-for a moment, while the medians follow the baseline, which is what a leak
+fitted to the medians of 10 windows: checkpoint writes make RSS jump for a
+moment, while the medians follow the baseline, which is what a leak
 raises. The tool prints the numbers, writes them to <workdir>/soak.json and
 exits 1 if the slope exceeds `--max_growth_kib_per_step` (or the run fails).
 
@@ -20,7 +20,6 @@ so a few thousand steps fit in tens of minutes on a laptop CPU.
 Linux only (/proc). Used by the slow test in tests/test_reliability_training.py
 (`pytest --runslow`).
 """
-import argparse
 import json
 import os
 import pathlib
@@ -29,6 +28,11 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
+
+from absl import flags
+
+from packnet_jax import cli
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 _STEP_LINE = re.compile(rb'\[(\d+)\] [^\n]*train/loss=')
@@ -154,38 +158,43 @@ def soak(args):
   return summary
 
 
-def parse_args(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--steps', type=int, default=3000)
-  parser.add_argument('--max_growth_kib_per_step', type=float, default=32.0,
-                      help='fail above this RSS slope after the warm-up (KiB per step)')
-  parser.add_argument('--warmup', type=float, default=0.2, help='fraction of the steps ignored by the fit')
-  parser.add_argument('--workdir', default=None, help='training workdir (default: a new temporary folder)')
-  parser.add_argument('--data', default='/tmp/kitti_synth', help='synthetic KITTI tree (made if missing)')
-  parser.add_argument('--tiny', action='store_true', help='32×96 images, batch 1 per device, no validation')
-  parser.add_argument('--verbose', action='store_true')
-  parser.add_argument('overrides', nargs='*', help='extra --config.* flags for packnet_jax.main (after --)')
-  return parser.parse_args(argv)
+def parse_args(argv):
+  """argv (program name first) → the run's settings; arguments after `--` are extra main flags."""
+  fv = flags.FlagValues()
+  flags.DEFINE_integer('steps', 3000, 'training steps', lower_bound=1, flag_values=fv)
+  flags.DEFINE_float('max_growth_kib_per_step', 32.0, 'fail above this RSS slope after the warm-up (KiB per '
+                     'step)', flag_values=fv)
+  flags.DEFINE_float('warmup', 0.2, 'fraction of the steps ignored by the fit', lower_bound=0.0, upper_bound=0.9,
+                     flag_values=fv)
+  flags.DEFINE_string('workdir', None, 'training workdir (default: a new temporary folder)', flag_values=fv)
+  flags.DEFINE_string('data', '/tmp/kitti_synth', 'synthetic KITTI tree (made if missing)', flag_values=fv)
+  flags.DEFINE_bool('tiny', False, '32×96 images, batch 1 per device, no validation', flag_values=fv)
+  flags.DEFINE_bool('verbose', False, 'print every 100th step', flag_values=fv)
+  overrides = fv(argv)[1:]
+  for extra in overrides:
+    if not extra.startswith('--config.'):
+      raise ValueError(f'{extra!r}: only --config.* flags for packnet_jax.main may follow "--"')
+  return types.SimpleNamespace(**fv.flag_values_dict(), overrides=overrides)
 
 
-def main(argv=None):
-  args = parse_args(argv)
+def _run(args):
   summary = soak(args)
   print(json.dumps(summary, indent=1))
   if summary['returncode'] != 0:
-    print(f'error: training exited with status {summary["returncode"]} (log: {summary["log"]})',
-          file=sys.stderr)
-    return 1
+    raise ValueError(f'training exited with status {summary["returncode"]} (log: {summary["log"]})')
   if summary.get('last_step', 0) < args.steps:
-    print(f'error: only {summary.get("last_step", 0)} of {args.steps} steps were logged', file=sys.stderr)
-    return 1
+    raise ValueError(f'only {summary.get("last_step", 0)} of {args.steps} steps were logged')
   if summary['growth_kib_per_step'] > args.max_growth_kib_per_step:
-    print(f'error: host RSS grows {summary["growth_kib_per_step"]:.2f} KiB/step after the warm-up '
-          f'(bound {args.max_growth_kib_per_step} KiB/step)', file=sys.stderr)
-    return 1
+    raise ValueError(f'host RSS grows {summary["growth_kib_per_step"]:.2f} KiB/step after the warm-up '
+                     f'(bound {args.max_growth_kib_per_step} KiB/step)')
   print(f'ok: host RSS growth {summary["growth_kib_per_step"]:.3f} KiB/step over steps '
         f'{summary["warmup_until_step"]}..{summary["last_step"]} (bound {args.max_growth_kib_per_step})')
   return 0
+
+
+def main(argv=None):
+  """CLI entry point; argv has the program name first (default: sys.argv)."""
+  return cli.run_main(parse_args, _run, argv)
 
 
 if __name__ == '__main__':

@@ -7,7 +7,7 @@ float64 one is its noise; torch's own distance (tools/make_noise_fixture.py, ven
 tests/fixtures/reference/training_noise.json) says how much noise an exact port may show.
 
 Scenarios (`SCENARIOS`): the start is the recipe weights of the parity fixtures ('checkpoint',
-tests/recipe.py, loaded identically by both sides) or each side's own random initialisation
+tests/lib/recipe.py, loaded identically by both sides) or each side's own random initialisation
 ('random'); the batch is plain (no flip, no jitter) or augmented: the depth net sees the flipped,
 colour-jittered images with a fixed flip decision and fixed per-sample jitter factors (the
 reference's flip forced with flip_lr_prob 1, its jitter run by PIL, ours by the device jitter that
@@ -76,9 +76,9 @@ def recipe_manifest(name):
 
 
 def recipe_state_dict(name):
-  """The recipe weights of a network (torch layout), as tests/recipe.py makes them."""
+  """The recipe weights of a network (torch layout), as tests/lib/recipe.py makes them."""
   sys.path.insert(0, str(REPO / 'tests'))
-  import recipe  # pylint: disable=import-outside-toplevel
+  from lib import recipe  # pylint: disable=import-outside-toplevel
   return recipe.recipe_state_dict(recipe_manifest(name))
 
 
@@ -271,21 +271,31 @@ def print_table(port, torch=None):
       print(f'{scenario:<22}{i + 1:>4}  ' + '  '.join(f'{c:>29}' for c in cells))
 
 
+def parse_flags(argv):
+  """Parses argv (program name first) into a private FlagValues."""
+  from absl import flags  # pylint: disable=import-outside-toplevel
+  fv = flags.FlagValues()
+  flags.DEFINE_enum('depth_net', 'DepthResNet', sorted({n for n, _ in MANIFESTS}), 'depth network',
+                    flag_values=fv)
+  flags.DEFINE_string('version', None, "'18' for DepthResNet, '1A' for PackNets", flag_values=fv)
+  flags.DEFINE_multi_enum('scenario', None, list(SCENARIOS), 'repeatable; default all', flag_values=fv)
+  flags.DEFINE_string('json', None, 'write the port figures to this file', flag_values=fv)
+  fv(argv)
+  return fv
+
+
 def main(argv=None):
-  import argparse  # pylint: disable=import-outside-toplevel
+  """`measure_noise.py training`: float32-vs-float64 noise of 5 Adam steps, port next to torch."""
+  from packnet_jax import cli  # pylint: disable=import-outside-toplevel
+  return cli.run_main(parse_flags, _run, argv)
+
+
+def _run(args):
   import json  # pylint: disable=import-outside-toplevel
-  parser = argparse.ArgumentParser(prog='measure_noise.py training',
-                                   description='float32-vs-float64 noise of 5 Adam steps, port next to torch')
-  parser.add_argument('--depth_net', default='DepthResNet', choices=sorted({n for n, _ in MANIFESTS}))
-  parser.add_argument('--version', default=None, help="'18' for DepthResNet, '1A' for PackNets")
-  parser.add_argument('--scenario', action='append', choices=SCENARIOS, help='repeatable; default all')
-  parser.add_argument('--json', help='write the port figures to this file')
-  args = parser.parse_args(argv)
   version = args.version or ('18' if args.depth_net == 'DepthResNet' else '1A')
   if (args.depth_net, version) not in MANIFESTS:
-    print(f'error: --version: {args.depth_net} has recipe weights for versions '
-          f'{sorted(v for n, v in MANIFESTS if n == args.depth_net)}, got {version!r}', file=sys.stderr)
-    return 2
+    raise ValueError(f'--version: {args.depth_net} has recipe weights for versions '
+                     f'{sorted(v for n, v in MANIFESTS if n == args.depth_net)}, got {version!r}')
   torch = None
   if (args.depth_net, version) == ('DepthResNet', '18') and FIXTURE.exists():
     torch = json.loads(FIXTURE.read_text())['scenarios']  # the reference was run with DepthResNet18

@@ -14,6 +14,8 @@ import sys
 
 from absl import flags
 
+from packnet_jax import cli
+
 
 def parse_flags(argv):
   """Parses argv (program name first) into a private absl FlagValues."""
@@ -26,27 +28,19 @@ def parse_flags(argv):
   return fv
 
 
-def main(argv=None):
-  """Runs the conversion; `argv` excludes the program name (default sys.argv[1:])."""
-  argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
-  if '--help' in argv or '-h' in argv:
-    print(__doc__ + '\nFlags:\n' + parse_flags(['packnet_jax.convert', '--checkpoint=', '--output=']).get_help())
-    return 0
-  try:
-    fv = parse_flags(['packnet_jax.convert'] + argv)
-    from packnet_jax.convert import converter  # pylint: disable=import-outside-toplevel
-    model = converter.convert_checkpoint(fv.checkpoint)
-    output = converter.save_converted(model, fv.output, overwrite=fv.overwrite)
-  except (ValueError, flags.Error) as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 1
+def _run(fv):
+  from packnet_jax.convert import converter  # pylint: disable=import-outside-toplevel
+  model = converter.convert_checkpoint(fv.checkpoint)
+  output = converter.save_converted(model, fv.output, overwrite=fv.overwrite)
   for message in model.messages:
     print(message)
   print(f'wrote {output}')
   return 0
 
 
-run = main  # console script `packnet-convert` (setup.cfg)
+def main(argv=None):
+  """CLI entry point (also the console script `packnet-convert`); argv has the program name first."""
+  return cli.run_main(parse_flags, _run, argv)
 
 
 if __name__ == '__main__':

@@ -5,8 +5,8 @@ resized copies, uint8 arrays, tf.data batches). By default both
 Pillow (no block cache) and glibc (buffers above a few hundred kB are
 mmap'ed and unmapped on free) hand that memory back to the kernel, so the
 next sample page-faults it in again, zeroed: on a 192x640 training sample
-that was about half of the CPU time of the whole pipeline (measured with
-packnet_jax.data.benchmark_pipeline). Keeping the buffers changes no value;
+that was about half of the CPU time of the whole pipeline (`python
+tools/benchmark.py data`). Keeping the buffers changes no value;
 the cost is that the process holds on to its peak pipeline memory.
 
 `tune()` is called once when a tf.data pipeline is built.

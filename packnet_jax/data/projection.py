@@ -12,11 +12,9 @@ Convention (documented because every codebase differs):
 The KITTI devkit/monodepth2 projection additionally subtracts 1 after
 rounding (a MATLAB index leftover); we do not.
 
-CLI: `python -m packnet_jax.data.projection --root KITTI_ROOT [--cameras 2 3]`
-writes `proj_depth/velodyne/image_0X/N.npz` (key `velodyne_depth`) for every
-`velodyne_points/data/N.bin` under the root (TRI layout, docs/reference.md §6.1).
+`write_velodyne_depth_maps` writes KITTI's maps in the TRI layout; its CLI is
+`python -m packnet_jax.data.prepare velodyne`.
 """
-import argparse
 import glob
 import os
 
@@ -102,16 +100,3 @@ def write_velodyne_depth_maps(root, cameras=(2, 3)):
       written += 1
   return written
 
-
-def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--root', required=True, help='KITTI raw root (date folders inside)')
-  parser.add_argument('--cameras', type=int, nargs='+', default=[2, 3])
-  args = parser.parse_args(argv)
-  if not os.path.isdir(args.root):
-    raise SystemExit(f'--root: dataset root not found: {args.root}')
-  print(f'wrote {write_velodyne_depth_maps(args.root, tuple(args.cameras))} depth maps')
-
-
-if __name__ == '__main__':
-  main()

@@ -1,4 +1,4 @@
-"""Depth evaluation CLI.
+r"""Depth evaluation CLI.
 
   python -m packnet_jax.eval --checkpoint WORKDIR --split validation
   python -m packnet_jax.eval --checkpoint PackNet01_MR_selfsup_K.ckpt --config=configs/kitti.py \

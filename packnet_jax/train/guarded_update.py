@@ -17,7 +17,7 @@ Written as above, XLA computes the parameters from the *old* Adam moments
 (it repeats the cheap moment arithmetic inside the parameter loop) while the
 moments are overwritten in their own donated buffers, and nothing orders the
 two loops; so it keeps a copy of both moments of every parameter: two
-parameter-sized temporaries (0.97 GiB for PackNet01's 128 M parameters). Here
+parameter-sized temporaries (docs/performance.md, "Memory"). Here
 the parameters are updated first, and the moment update is made to depend on
 the updated parameters through a scalar that is always -0.0 (`utils.ordering.after`), so the
 old moments are dead when they are overwritten and nothing is copied. An

@@ -6,7 +6,7 @@ None of its files is edited; instead, before it is imported:
 * torchvision: tools/torch_reference.py's ResNet stand-in (the networks), plus the five
   `torchvision.transforms` pieces its datasets use: Resize and ToTensor (what torchvision does for
   PIL images and numpy arrays), Lambda, Compose, and `functional.adjust_{brightness,contrast,
-  saturation,hue}` from tests/pil_jitter.py: our own PIL implementation of torchvision's colour
+  saturation,hue}` from tests/lib/pil_jitter.py: our own PIL implementation of torchvision's colour
   jitter, proven equal to it (and to the port's device jitter) in tests/test_jitter_exact.py.
 * Pillow 10 dropped `Image.ANTIALIAS` (the reference's resize default): it is LANCZOS, the same filter.
 * numpy 1.24 dropped `np.float` (the reference's PNG depth reader): it was the builtin float.
@@ -24,7 +24,7 @@ def _transforms_module():
   import numpy as np  # pylint: disable=import-outside-toplevel
   import torch  # pylint: disable=import-outside-toplevel
   sys.path.insert(0, os.path.join(REPO, 'tests'))
-  import pil_jitter  # pylint: disable=import-outside-toplevel
+  from lib import pil_jitter  # pylint: disable=import-outside-toplevel
   sys.path.remove(os.path.join(REPO, 'tests'))
 
   class Resize:

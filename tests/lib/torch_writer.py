@@ -139,8 +139,8 @@ def forbidden_pickle(marker_path):
 
 def recipe_networks(*fixture_names):
   """{fixture name: recipe state dict (network-level keys)} from net_<name>.json key lists."""
-  import recipe  # pylint: disable=import-outside-toplevel
-  from conftest import load_json  # pylint: disable=import-outside-toplevel
+  from lib import recipe  # pylint: disable=import-outside-toplevel
+  from lib.fixtures import load_json  # pylint: disable=import-outside-toplevel
   out = {}
   for name in fixture_names:
     entries = [(e['key'], e['shape']) for e in load_json(f'net_{name}.json')['state_dict']]

@@ -5,7 +5,7 @@ one in eval mode) at a fraction of DepthResNet's compile time; `version='bn'`
 adds a BatchNorm so the cross-device statistics handling can be tested.
 `tiny_config()` trains it with the real PoseNet on the vendored kitti_synth tree.
 `fast_compiling(jitted)` compiles a jitted or pmapped step with the cheap XLA
-options of conftest at its first call (what these tests check is the loop).
+options of lib.env at its first call (what these tests check is the loop).
 """
 import pathlib
 from typing import Any
@@ -14,10 +14,10 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from configs import default
-from conftest import FAST_COMPILE_OPTIONS
+from lib.env import FAST_COMPILE_OPTIONS
 from packnet_jax.models import registry
 
-KITTI_SYNTH = pathlib.Path(__file__).parent / 'fixtures' / 'reference' / 'kitti_synth'
+KITTI_SYNTH = pathlib.Path(__file__).resolve().parents[1] / 'fixtures' / 'reference' / 'kitti_synth'
 
 
 class TinyDepthNet(nn.Module):
@@ -76,7 +76,7 @@ def tiny_config(model='SelfSupModel', max_steps=4):
 
 
 def fast_compiling(jitted):
-  """`jitted` (jax.jit / jax.pmap output) compiled with conftest.FAST_COMPILE_OPTIONS at its first call.
+  """`jitted` (jax.jit / jax.pmap output) compiled with lib.env.FAST_COMPILE_OPTIONS at its first call.
 
   Every later call must have the first call's shapes: the loop compiles its step once.
   """

@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import load_json, load_npz, nchw_to_nhwc
-import recipe
+from lib.fixtures import load_json, load_npz, nchw_to_nhwc
+from lib import recipe
 from packnet_jax.convert import keymap
 from packnet_jax.models import layers, packing
 from packnet_jax.models import packnet_blocks as blocks
@@ -353,7 +353,7 @@ def test_packnet01_with_every_packing_layer_fused_matches_reference(monkeypatch)
   pack1..pack4 then run fused (pack5's 2×6 map has no interior), and the eval
   output must still match the reference to the network parity tolerance.
   """
-  from test_networks import ATOL_INV_DEPTH, _load_net  # pylint: disable=import-outside-toplevel
+  from test_network_parity import ATOL_INV_DEPTH, _load_net  # pylint: disable=import-outside-toplevel
   from packnet_jax.models import PackNet01  # pylint: disable=import-outside-toplevel
   calls = []
 

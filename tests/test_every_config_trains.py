@@ -15,10 +15,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import FAST_COMPILE_OPTIONS
-from conftest import make_synthetic_kitti
-import make_imagenet_fixture as imagenet_recipe
-import torch_writer
+from lib.env import FAST_COMPILE_OPTIONS
+from lib.synthetic import make_synthetic_kitti
+from lib import imagenet_recipe
+from lib import torch_writer
 
 from packnet_jax import config_utils
 from packnet_jax.data import config as data_config
@@ -106,8 +106,8 @@ def test_config_traces_its_train_step(name, trees):
 # Real train steps of every config are marked slow (suite-time budget: each config costs 1-2 CPU-minutes on
 # 2 cores, see the durations in the issue-11 closing notes); with --runslow all of them train here. In CI
 # every config is traced end to end by test_config_traces_its_train_step, demo.py trains as the README's
-# command (test_single_device_cli runs `main` on it with only paths, shape and schedule overridden; .ci/run
-# runs the demo itself), ddad.py's CLI evaluation runs in test_ddad_e2e (its training there is slow too), and PackNet01's step is compiled in
+# command (test_cli_one_device_end_to_end runs `main` on it with only paths, shape and schedule overridden; .ci/run
+# runs the demo itself), ddad.py's CLI evaluation runs in test_ddad_end_to_end (its training there is slow too), and PackNet01's step is compiled in
 # test_gpu_export / test_remat / test_sfm_model.
 @pytest.mark.slow
 @pytest.mark.parametrize('name', EXPERIMENTS)
@@ -120,7 +120,7 @@ def test_config_trains_two_steps(name, trees):
   compiled = None
   for i in range(2):
     args = (device_state, _device_batch(batches), step_rng(jnp.asarray(state.rng), i))
-    # What is checked here is the config, not XLA's code: compile quickly (conftest), the same program.
+    # What is checked here is the config, not XLA's code: compile quickly (lib.env), the same program.
     compiled = compiled or step.lower(*args).compile(compiler_options=FAST_COMPILE_OPTIONS)
     device_state, metrics = compiled(*args)
     assert np.isfinite(float(metrics['loss'])), (name, i, metrics)

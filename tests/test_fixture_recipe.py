@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from conftest import load_json
-import recipe
+from lib.fixtures import load_json
+from lib import recipe
 
 NETS = ['PackNet01_1A', 'PackNet01_1B', 'PackNetSlim01_1A', 'DepthResNet18', 'DepthResNet50',
         'PoseNet', 'PoseResNet18']

@@ -9,9 +9,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import load_json, load_npz, nchw_to_nhwc
+from lib.fixtures import load_json, load_npz, nchw_to_nhwc
 
-import recipe
+from lib import recipe
 from packnet_jax.convert import keymap
 from packnet_jax.models import registry
 

@@ -10,7 +10,7 @@ Both `main` runs make the loss of step 4 NaN (the test hook
 also skips and counts a non-finite update on one device; both compile the same
 step, which the resumed run loads from the session's compilation cache
 (conftest.py) instead of compiling it again. XLA compiles without its
-expensive CPU optimisations (conftest.FAST_COMPILE_FLAGS): the same commands
+expensive CPU optimisations (lib.env.FAST_COMPILE_FLAGS): the same commands
 under the default flags are the README demo that .ci/run runs.
 """
 import json
@@ -23,8 +23,8 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import make_synthetic_kitti
-from conftest import single_device_env
+from lib.synthetic import make_synthetic_kitti
+from lib.env import single_device_env
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHAPE = (32, 96)

@@ -11,9 +11,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import load_json, load_npz, nchw_to_nhwc
-import noise
-import recipe
+from lib.fixtures import load_json, load_npz, nchw_to_nhwc
+from lib import noise
+from lib import recipe
 from packnet_jax.convert import keymap
 from packnet_jax.models import (DepthResNet, PackNet01, PackNetSlim01, PoseNet, PoseResNet, build_depth_net,
                                 build_pose_net)
@@ -27,7 +27,7 @@ DEPTH_FIXTURES = {  # name → constructor(**kwargs), kwargs e.g. dtype
 }
 POSE_FIXTURES = {'PoseNet': PoseNet, 'PoseResNet18': functools.partial(PoseResNet, version='18')}
 # Tolerances from the float32 noise (max |ours_f32 − ours_f64|; the reference's own: |ours_f64 − ref|),
-# measured by `python tools/measure_noise.py --only test_networks` (the same with XNNPACK convolutions):
+# measured by `python tools/measure_noise.py --only test_network_parity` (the same with XNNPACK convolutions):
 ATOL_INV_DEPTH = 1e-4  # eval / all-scales outputs: noise ≤ 1.0e-5 (≥ 9.7x)
 # Train-mode BatchNorm outputs: noise 2.7e-5 (ResNet18, 5.6x) and 2.4e-4 (ResNet50, 8.3x).
 TRAINBN_ATOL = {'DepthResNet18': 1.5e-4, 'DepthResNet50': 2e-3}

@@ -11,7 +11,7 @@ from PIL import Image
 
 from tensorflow_datasets.core.features import tensor_feature
 
-from conftest import FIXTURES
+from lib.fixtures import FIXTURES
 import packnet_jax.data as data
 from packnet_jax.data import allocators
 from packnet_jax.data import jitter

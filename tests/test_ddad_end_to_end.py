@@ -12,15 +12,14 @@ PackNet01; everything else is the DDAD config.
 * Slow (`--runslow`): `python -m packnet_jax.main --config=configs/ddad.py`
   trains on the scene with both cameras, and eval reads its workdir. In CI the
   DDAD train step is traced on a real DDAD batch by
-  test_every_config.py::test_config_traces_its_train_step[ddad], and the loop,
-  checkpoints and workdir evaluation are the ones test_single_device_cli.py runs
+  test_every_config_trains.py::test_config_traces_its_train_step[ddad], and the loop,
+  checkpoints and workdir evaluation are the ones test_cli_one_device_end_to_end.py runs
   end to end on KITTI; this run's compile (~1 CPU-minute) is what CI saves.
 
 A dataset whose calibration lacks a requested camera stops `main` with one
 `error:` line naming the calibration file and the camera, writing nothing.
 """
 import json
-import os
 import pathlib
 import shutil
 import subprocess
@@ -28,8 +27,8 @@ import sys
 
 import pytest
 
-from conftest import single_device_env
-import torch_writer
+from lib.env import single_device_env
+from lib import torch_writer
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CAMERAS = ('camera_01', 'camera_05')
@@ -39,7 +38,7 @@ TIMEOUT_S = 600
 
 
 def one_device_env():
-  """One CPU device, cheap compilation (conftest), the repository on the path."""
+  """One CPU device, cheap compilation (lib.env), the repository on the path."""
   return dict(single_device_env(fast_compile=True), JAX_PLATFORMS='cpu', PYTHONPATH=str(REPO),
               TF_CPP_MIN_LOG_LEVEL='3', TF_ENABLE_ONEDNN_OPTS='0')
 
@@ -94,7 +93,6 @@ def test_training_stream_mixes_both_cameras(dataset):
   """The batches of the first steps hold both cameras: same reader and index stream as `main`."""
   from packnet_jax.data import config as data_config  # pylint: disable=import-outside-toplevel
   from packnet_jax.data import pipeline  # pylint: disable=import-outside-toplevel
-  sys.path.insert(0, str(REPO))
   from configs import ddad as ddad_config  # pylint: disable=import-outside-toplevel
   config = ddad_config.get_config()
   # Cameras given in reverse: the data order (and so the batches) follows the dataset, not the flag.

@@ -4,7 +4,7 @@ The fixtures check that torchvision ImageNet files (`resnet18-f37072fd.pth`,
 ...) load into our ResNet encoder with torch's numbers. No real ImageNet
 weights are needed: `torchvision_state_dict(num_layers)` fills torchvision's
 exact key layout with seeded random values (the test rebuilds the same dict
-without torch and writes it as a `.pth` with tests/torch_writer.py), so only
+without torch and writes it as a `.pth` with tests/lib/torch_writer.py), so only
 the input and the outputs are vendored (< 2 MB).
 
 torchvision itself is not installable next to the pinned torch, so the
@@ -20,8 +20,8 @@ cat[target, context] (6 channels).
 
 Re-run (needs torch, test-only; from the repository root):
 
-  python tests/make_imagenet_fixture.py            # writes tests/fixtures/imagenet/
-  python tests/make_imagenet_fixture.py --check    # recomputes and compares, writes nothing
+  python tests/lib/imagenet_recipe.py            # writes tests/fixtures/imagenet/
+  python tests/lib/imagenet_recipe.py --check    # recomputes and compares, writes nothing
 
 Outputs: resnet18.npz, resnet50.npz (input [1,64,64,3] NHWC in [0,1], f0..f4
 NHWC) and resnet18_pose.npz (target, context, f0..f4 of the 6-channel encoder).
@@ -32,7 +32,7 @@ import pathlib
 
 import numpy as np
 
-FIXTURE_DIR = pathlib.Path(__file__).parent / 'fixtures' / 'imagenet'
+FIXTURE_DIR = pathlib.Path(__file__).resolve().parents[1] / 'fixtures' / 'imagenet'
 IMAGE_SHAPE = (1, 64, 64, 3)
 SEEDS = {18: 18, 50: 50}
 # num_layers → (bottleneck?, blocks per stage), as torchvision.

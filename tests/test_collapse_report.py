@@ -11,7 +11,7 @@ import pathlib
 import numpy as np
 import pytest
 
-import train_testlib
+from lib import tiny_training
 from packnet_jax.data import _tf  # noqa: F401  pylint: disable=unused-import
 from packnet_jax.train import collapse
 from packnet_jax.train import train
@@ -60,8 +60,8 @@ def test_a_collapsing_run_says_so(tmp_path, capsys, monkeypatch):
   """Depth lr 10 saturates the tiny net's sigmoid heads: constant depth, zero depth gradient."""
   for name in ('jit_train_step', 'pmap_train_step'):
     make = getattr(train.train_step_lib, name)
-    monkeypatch.setattr(train.train_step_lib, name, lambda fn, make=make: train_testlib.fast_compiling(make(fn)))
-  config = train_testlib.tiny_config(max_steps=5)
+    monkeypatch.setattr(train.train_step_lib, name, lambda fn, make=make: tiny_training.fast_compiling(make(fn)))
+  config = tiny_training.tiny_config(max_steps=5)
   config.optim.depth.lr = 10.0
   config.train.collapse_patience = 2
   config.checkpoint.every_steps = 0
