@@ -7,7 +7,7 @@ packages that share a layer do not import each other, except the pairs in SIBLIN
   -----  ------------------------------------------------  ---------------------------------------------
   9      tools                                             developer tools (benchmarks, comparisons)
   8      entry points: main, infer, export, eval/__main__, command lines and the package facade
-         convert/__main__, packnet_jax (the facade)
+         convert/__main__, data/prepare, packnet_jax (the facade)
   7      cli                                               the one flag/error helper of the command lines
   6      api, train, eval                                  load a model; train; evaluate
   5      workdir, parallel, config_utils                   run directories, host↔device layout, configs
@@ -34,7 +34,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 LAYERS = {
     'tools': 9,
     'packnet_jax': 8, 'packnet_jax.main': 8, 'packnet_jax.infer': 8, 'packnet_jax.export': 8,
-    'packnet_jax.eval.__main__': 8, 'packnet_jax.convert.__main__': 8,
+    'packnet_jax.eval.__main__': 8, 'packnet_jax.convert.__main__': 8, 'packnet_jax.data.prepare': 8,
     'packnet_jax.cli': 7,
     'packnet_jax.api': 6, 'packnet_jax.train': 6, 'packnet_jax.eval': 6,
     'packnet_jax.workdir': 5, 'packnet_jax.parallel': 5, 'packnet_jax.config_utils': 5,
