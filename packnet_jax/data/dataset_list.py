@@ -3,7 +3,8 @@
 The per-dataset keys (`LIST_KEYS`) take a scalar or a list. A scalar means a
 one-element list; a one-element list applies to every dataset; any other
 length must equal the number of datasets, which is the longest list (the
-reference's `prep_dataset` + `make_list`). `cameras` is one camera list per
+reference's `prep_dataset` + `make_list`; when lists disagree we take the length
+most of them share, so the error names the odd one). `cameras` is one camera list per
 dataset: a flat list of names is one list, shared by every dataset; a list of
 lists gives each dataset its own. `expand` turns a split's flat config into one
 flat config per dataset, with scalar values; `prefix` names a dataset the way
@@ -18,7 +19,7 @@ def _as_list(value):
   return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
-def _camera_lists(value):
+def _camera_lists(value, where):
   """cameras → list of per-dataset camera lists ('' / () = the reader's default)."""
   if value is None or value == '' or (isinstance(value, (list, tuple)) and not value):
     return [()]
@@ -27,7 +28,7 @@ def _camera_lists(value):
   if all(isinstance(v, (list, tuple)) for v in value):
     return [tuple(v) for v in value]
   if any(isinstance(v, (list, tuple)) for v in value):
-    raise ValueError(f'cameras: expected camera names or one list of names per dataset, got {value!r}')
+    raise ValueError(f'{where}.cameras: expected camera names or one list of names per dataset, got {value!r}')
   return [tuple(value)]
 
 
@@ -52,15 +53,18 @@ def lists(cfg, where='datasets'):
   for key in LIST_KEYS:
     if key not in cfg:
       continue
-    raw[key] = _camera_lists(cfg[key]) if key == 'cameras' else _as_list(cfg[key])
+    raw[key] = _camera_lists(cfg[key], where) if key == 'cameras' else _as_list(cfg[key])
     if not raw[key]:
       raw[key] = [''] if key != 'repeat' else [1]
-  n = max((len(v) for v in raw.values()), default=1)
-  lengths = ', '.join(f'{k} {len(v)}' for k, v in raw.items() if len(v) > 1)
+  # The number of datasets: the length most lists agree on (ties: the longest, as the reference's
+  # max), so an error names the list that disagrees.
+  lengths = [len(v) for v in raw.values() if len(v) > 1]
+  n = max(lengths, key=lambda m: (lengths.count(m), m)) if lengths else 1
+  listed = ', '.join(f'{k} {len(v)}' for k, v in raw.items() if len(v) > 1)
   for key, values in raw.items():
     if len(values) not in (1, n):
       raise ValueError(f'{where}.{key}: {len(values)} values for {n} datasets; every list must have '
-                       f'one value or one per dataset (lengths: {lengths})')
+                       f'one value or one per dataset (lengths: {listed})')
     raw[key] = values * n if len(values) == 1 else values
     _check_types(where, key, raw[key])
   return raw
