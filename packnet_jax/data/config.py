@@ -122,12 +122,6 @@ def _single_source(cfg, mode, seed, index_offset=0):
                       index_offset=index_offset)
 
 
-def build_sources(cfg, mode='validation', seed=0):
-  """[(prefix, SampleSource)]: one per dataset of the split, each on its own (evaluation)."""
-  return [(dataset_list.prefix(one), _single_source(one, mode, seed))
-          for one in dataset_list.expand(cfg, f'datasets.{mode}')]
-
-
 def build_source(cfg, mode='train', seed=0):
   """SampleSource (reader + reference transforms) for a config.
 

@@ -70,11 +70,6 @@ def lists(cfg, where='datasets'):
   return raw
 
 
-def count(cfg, where='datasets'):
-  """Number of datasets a split's config names."""
-  return len(expand(cfg, where))
-
-
 def expand(cfg, where='datasets'):
   """One flat config per dataset: `cfg` with each list key replaced by that dataset's value."""
   values = lists(cfg, where)
