@@ -295,6 +295,7 @@ def test_best_checkpoint_of_a_run_that_improves_then_degrades(tmp_path, monkeypa
   config = train_testlib.tiny_config(max_steps=5)
   config.datasets.validation.depth_type = ['groundtruth', 'velodyne']   # two validation datasets
   config.eval.every_steps = 1
+  config.eval.max_batches = 1   # the monitored value is scripted: one batch per dataset is enough
   config.checkpoint.every_steps = 0
   config.checkpoint.keep = 1
   config.checkpoint.save_top_k = 2
@@ -322,3 +323,10 @@ def test_best_checkpoint_of_a_run_that_improves_then_degrades(tmp_path, monkeypa
     np.testing.assert_array_equal(a, b)
   model = api.load_model(workdir, step='best')
   assert model.source.endswith('(step 3)')
+  # Resuming starts from the newest (5), not the best, and ranks against the stored values.
+  config.arch.max_steps = 6
+  scripted[6] = 0.10
+  resumed = train.train_and_evaluate(config, workdir)
+  assert len(resumed.history) == 1
+  assert workdir_lib.restore_networks(workdir, 'best')[1] == 6
+  assert sorted(int(p.name) for p in (workdir / 'checkpoints').iterdir() if p.name.isdigit()) == [3, 6]
