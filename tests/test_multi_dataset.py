@@ -208,7 +208,7 @@ def _two_dataset_args(trees, workdir):
           f"--config.datasets.validation.path=['{trees['kitti']}','{trees['ddad']}']",
           "--config.datasets.validation.split=['splits/val.txt','val']",
           "--config.datasets.validation.depth_type=['groundtruth','lidar']",
-          '--config.datasets.validation.batch_size=2', '--config.arch.max_steps=4', '--config.eval.every_steps=1',
+          '--config.datasets.validation.batch_size=2', '--config.arch.max_steps=4', '--config.eval.every_steps=2',
           '--config.checkpoint.every_steps=0', '--config.checkpoint.keep=1', '--config.checkpoint.save_top_k=1',
           '--config.checkpoint.monitor=abs_rel_gt', '--config.checkpoint.monitor_index=1',
           '--config.logging.log_every_steps=1', '--config.logging.image_every_steps=0']
