@@ -108,6 +108,14 @@ def test_scalar_or_list_from_a_file_the_command_line_and_config_json():
     config.datasets.train.batch_size = 'four'
 
 
+def test_step_flag_takes_a_number_or_best():
+  from packnet_jax.eval import __main__ as eval_main  # pylint: disable=import-outside-toplevel
+  assert eval_main.parse_flags(['eval', '--checkpoint=w', '--step=best']).step == 'best'
+  assert eval_main.parse_flags(['eval', '--checkpoint=w', '--step=12']).step == 12
+  with pytest.raises(flags.IllegalFlagValueError, match='expected a step number or "best"'):
+    eval_main.parse_flags(['eval', '--checkpoint=w', '--step=last'])
+
+
 def test_checkpoint_monitor_names_and_modes():
   assert report.parse_monitor('abs_rel_pp_gt') == ('depth_pp_gt', 'abs_rel')
   assert report.parse_monitor('sqr_rel') == ('depth', 'sq_rel')   # the reference's name
@@ -246,9 +254,7 @@ def test_two_datasets_on_one_device(trees, tmp_path):
   best = int(re.search(r'best checkpoint by abs_rel_gt \(validation dataset 1\): step (\d+); kept steps', output)[1])
   kept = sorted(int(p.name) for p in (workdir / 'checkpoints').iterdir() if p.name.isdigit())
   assert kept == sorted({best, 4})
-  _run('packnet_jax.eval', f'--checkpoint={workdir}', '--split=validation', '--step=best', f'--output={out}',
-       '--noprogress', cwd=tmp_path)
-  assert json.loads(out.read_text())['ddad-val-lidar']['checkpoint'].endswith(f'(step {best})')
+  assert api.load_model(workdir, step='best').source.endswith(f'(step {best})')
 
 
 def test_bad_lists_on_the_command_line_are_one_error_line(trees, tmp_path):
