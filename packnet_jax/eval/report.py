@@ -17,7 +17,7 @@ _REFERENCE_NAMES = {'sqr_rel': 'sq_rel'}
 
 def is_multi(results):
   """Whether `results` is `{prefix: results}` (a split of several datasets) rather than one results dict."""
-  return 'depth' not in results
+  return 'num_samples' not in results
 
 
 def per_dataset(results):
