@@ -19,7 +19,7 @@ Layout:
   datasets    augmentation shared by all splits, then train / validation / test.
   arch        seed and length of training.
   train       step-level behaviour (non-finite steps, test hooks).
-  checkpoint  orbax checkpoints in --workdir (periodic, final, keep-last-N, resume).
+  checkpoint  orbax checkpoints in --workdir (periodic, final, keep-last-N and best-K, resume).
   logging     clu metric writers (scalars, images) and progress reports.
   eval        periodic validation.
   distributed multi-host start-up (jax.distributed.initialize).
@@ -27,16 +27,42 @@ Layout:
 import ml_collections
 
 
+class _PerDataset(ml_collections.FieldReference):
+  """A key that takes a scalar or a list with one value per dataset (the reference's lists).
+
+  Typed `object` so that a locked config accepts both, from an experiment file, a command
+  line (`--config.datasets.train.path=/data/a` or `"['/data/a','/data/b']"`, parsed as a
+  Python literal, else kept as text) and a run's config.json; config_utils checks the values.
+  Lists are stored as tuples, as ml_collections does for tuple keys, so that a value reads
+  back the same from config.json (JSON has no tuples).
+  """
+
+  def __init__(self, default):
+    super().__init__(default, field_type=object)
+
+  def set(self, value, type_safe=True):
+    super().set(_tuples(value), type_safe)
+
+
+def _tuples(value):
+  return tuple(_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
 def _split(batch_size, back_context, forward_context, shuffle):
-  """Keys shared by the train / validation / test dataset nodes."""
+  """Keys shared by the train / validation / test dataset nodes.
+
+  The first six take a scalar or a list (several datasets per split, as the reference):
+  one-element lists apply to every dataset, others give one value per dataset.
+  """
   return ml_collections.ConfigDict(dict(
       # Reader name: 'KITTI', 'DDAD' or 'Image' (a folder of frames / a video).
-      dataset='',
-      path='',            # dataset root
-      split='',           # split file relative to `path` ('' = every frame)
-      depth_type='',      # '' (no depth), 'velodyne', 'groundtruth', ...
-      input_depth_type='',  # depth given to the network as input ('' = none)
-      cameras=(),         # DDAD camera names
+      dataset=_PerDataset(''),
+      path=_PerDataset(''),            # dataset root
+      split=_PerDataset(''),           # split file relative to `path` ('' = every frame)
+      depth_type=_PerDataset(''),      # '' (no depth), 'velodyne', 'groundtruth', ...
+      input_depth_type=_PerDataset(''),  # depth given to the network as input ('' = none)
+      # DDAD camera names: one list for every dataset, or a list of lists (one per dataset).
+      cameras=_PerDataset(()),
       batch_size=batch_size,  # per device, as the reference's per-GPU batch
       back_context=back_context,    # frames before the target used as contexts
       forward_context=forward_context,  # frames after the target used as contexts
@@ -127,7 +153,8 @@ def get_config():
       crop_eval_borders=(),
   ))
   datasets.train = _split(8, 1, 1, True)
-  datasets.train.repeat = 1   # list the train split this many times per epoch
+  # List each train dataset this many times per epoch (a scalar, or one value per dataset).
+  datasets.train.repeat = _PerDataset(1)
   datasets.validation = _split(1, 0, 0, False)
   datasets.test = _split(1, 0, 0, False)
 
@@ -150,6 +177,12 @@ def get_config():
       every_epochs=1,
       keep=5,               # keep the last N checkpoints
       async_save=True,
+      # Also keep the best checkpoints by a validation metric, e.g. 'abs_rel_pp_gt' (<metric><'', '_pp',
+      # '_gt', '_pp_gt'>, the reference's names); '' = none (the reference's default 'loss' is not logged).
+      monitor='',
+      monitor_index=0,      # which validation dataset the monitored metric is read from
+      mode='auto',          # 'min' | 'max' | 'auto' (max for a1/acc metrics, else min)
+      save_top_k=5,         # with a monitor: keep this many best checkpoints (0 or -1: all)
   ))
 
   config.logging = ml_collections.ConfigDict(dict(

@@ -4,7 +4,9 @@
       --config.datasets.train.path=/data/datasets/KITTI_raw
 
 192×640, batch 4 per device, Adam 2e-4 for both networks, StepLR 30 epochs / 0.5,
-Eigen–Zhou train split repeated twice, velodyne depth for validation, garg crop.
+Eigen–Zhou train split repeated twice, velodyne depth, garg crop. Validation reports
+the Eigen val and Eigen test splits separately, under the reference's prefixes
+(`KITTI_raw-eigen_val_files-velodyne`, `KITTI_raw-eigen_test_files-velodyne`).
 """
 from configs import default
 
@@ -28,6 +30,6 @@ def get_config():
     split.path = '/data/datasets/KITTI_raw'
     split.depth_type = 'velodyne'
   train.split = 'data_splits/eigen_zhou_files.txt'
-  config.datasets.validation.split = 'data_splits/eigen_val_files.txt'
+  config.datasets.validation.split = ['data_splits/eigen_val_files.txt', 'data_splits/eigen_test_files.txt']
   config.datasets.test.split = 'data_splits/eigen_test_files.txt'
   return config

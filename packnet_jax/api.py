@@ -111,7 +111,8 @@ def load_model(path, dtype='float32', step=None):
       `python -m packnet_jax.main`: its config.json and newest complete checkpoint).
     dtype: compute dtype, 'float32' (default) or 'bfloat16'/'float16'
       (parameters stay float32; outputs are float32).
-    step: for a training workdir, the checkpoint step (default: the newest).
+    step: for a training workdir, the checkpoint step (default: the newest), or 'best' (the
+      best kept checkpoint by the run's checkpoint.monitor).
 
   Raises:
     ValueError: path missing, unreadable checkpoint, unknown architecture,

@@ -25,8 +25,24 @@ MODEL_SOURCE_HELP = ('released .ckpt, converted directory (python -m packnet_jax
 def define_checkpoint(fv):
   """--checkpoint (any model source) and --step (a workdir's checkpoint)."""
   flags.DEFINE_string('checkpoint', None, MODEL_SOURCE_HELP, flag_values=fv, required=True)
-  flags.DEFINE_integer('step', None, 'training workdir only: checkpoint step (default: the newest '
-                       'complete one)', flag_values=fv)
+  flags.DEFINE(_StepParser(), 'step', None, 'training workdir only: checkpoint step (default: the newest '
+               'complete one), or "best" (the best kept one by the run\'s checkpoint.monitor)', flag_values=fv)
+
+
+class _StepParser(flags.ArgumentParser):
+  """--step: a checkpoint step (int) or 'best'."""
+
+  def parse(self, argument):
+    if argument is None or isinstance(argument, int) or argument == 'best':
+      return argument
+    try:
+      return int(argument)
+    except ValueError:
+      raise ValueError(f'expected a step number or "best", got {argument!r}') from None
+
+  def flag_type(self):
+    return 'step'
+
 
 
 def define_dtype(fv, default='float32'):

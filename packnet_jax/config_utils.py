@@ -10,6 +10,7 @@ branches on (choices), ranges and shapes. Every CLI loads configs through
 import importlib
 import json
 
+from packnet_jax.data import dataset_list
 from packnet_jax.models import registry
 from packnet_jax.losses import objective
 
@@ -24,6 +25,7 @@ CHOICES = {
     'model.loss.rotation_mode': ('euler', 'quat'),
     'model.remat': ('none', 'full', 'save_conv'),
     'eval.schedule': ('epoch', 'steps', 'off'),
+    'checkpoint.mode': ('auto', 'min', 'max'),
 }
 SPLITS = ('train', 'validation', 'test')
 
@@ -45,16 +47,43 @@ def _check_values(config):
     if node not in allowed:
       raise ConfigError(f'config key {path!r}: expected one of {allowed}, got {node!r}')
   for name in SPLITS:
+    try:  # The per-dataset keys accept any type (scalar or list): their values are checked here.
+      dataset_list.lists(config.datasets[name], f'datasets.{name}')
+    except ValueError as e:
+      key, _, detail = str(e).partition(': ')
+      raise ConfigError(f'config key {key!r}: {detail}') from None
     batch = config.datasets[name].batch_size
     if batch < 1:
       raise ConfigError(f'config key \'datasets.{name}.batch_size\': expected >= 1, got {batch}')
   if config.eval.schedule == 'steps' and config.eval.every_steps < 1:
     raise ConfigError(f"config key 'eval.every_steps': expected >= 1 with eval.schedule 'steps', "
                       f'got {config.eval.every_steps}')
+  _check_monitor(config)
   shape = tuple(config.datasets.augmentation.image_shape)
   if shape and (len(shape) != 2 or any(int(s) % 32 for s in shape)):
     raise ConfigError('config key \'datasets.augmentation.image_shape\': expected (H, W) '
                       f'with multiples of 32, got {shape}')
+
+
+def _check_monitor(config):
+  """checkpoint.monitor names a metric that validation reports, on a validation dataset that exists."""
+  ckpt = config.checkpoint
+  if not ckpt.monitor:
+    return
+  from packnet_jax.eval import report  # pylint: disable=import-outside-toplevel
+  try:
+    row, _ = report.parse_monitor(ckpt.monitor)
+  except ValueError as e:
+    raise ConfigError(f"config key 'checkpoint.monitor': {str(e).partition(': ')[2]}") from None
+  if '_pp' in row and not config.eval.post_process:
+    raise ConfigError(f"config key 'checkpoint.monitor': {ckpt.monitor!r} is a post-processed metric, "
+                      'which eval.post_process=False does not compute')
+  datasets = dataset_list.expand(config.datasets.validation.to_dict(), 'datasets.validation')
+  if not any(one['path'] for one in datasets):
+    raise ConfigError("config key 'checkpoint.monitor': needs a validation dataset (datasets.validation.path)")
+  if not 0 <= ckpt.monitor_index < len(datasets):
+    raise ConfigError(f"config key 'checkpoint.monitor_index': expected in [0, {len(datasets)}) (the "
+                      f'validation datasets), got {ckpt.monitor_index}')
 
 
 def validate_config(config):

@@ -2,7 +2,7 @@
 
 CLI:
   python -m packnet_jax.export --checkpoint MODEL --format stablehlo|onnx --output F [--image_shape H,W]
-      [--step N] [--dtype float32|bfloat16]
+      [--step N|best] [--dtype float32|bfloat16]
 
 MODEL is a released `.ckpt`, a converted directory or a training workdir;
 --image_shape defaults to the checkpoint's training shape.

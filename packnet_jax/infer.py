@@ -2,7 +2,7 @@ r"""Depth inference on an image, a folder of images or a video.
 
   python -m packnet_jax.infer --checkpoint MODEL --input PATH --output DIR \
       [--image_shape H,W] [--save png,ply,mp4] [--flip_pp] [--batch_size N] \
-      [--dtype float32|bfloat16] [--intrinsics fx,fy,cx,cy] [--step N]
+      [--dtype float32|bfloat16] [--intrinsics fx,fy,cx,cy] [--step N|best]
 
 MODEL is a released `.ckpt`, a converted directory or a training workdir (its
 newest complete checkpoint, or --step).

@@ -1,15 +1,17 @@
 """Config → reader → tf.data pipeline (the public entry points).
 
-Dataset config keys mirror the reference's `datasets.<mode>` node (a scalar
-or a one-element list per key): dataset ('KITTI' | 'DDAD'/'DGP' | 'Image' |
+Dataset config keys mirror the reference's `datasets.<mode>` node: dataset ('KITTI' | 'DDAD'/'DGP' | 'Image' |
 'Video'), path, split, depth_type, input_depth_type, cameras,
 back_context, forward_context, image_shape, jittering, crop_train_borders,
-crop_eval_borders, repeat; plus ours (declared in configs/default.py):
+crop_eval_borders, repeat (the per-dataset ones take a scalar or a list, one value
+per dataset; see `dataset_list`); plus ours (declared in configs/default.py):
 shuffle (train order; default True), with_pose, intrinsics (Image/Video;
 () = the documented default), project_velodyne, on_error ('raise' |
 'skip'), tfds_data_dir / tfds_config (read prepared records instead of
 the raw tree; tfds_config '' = the builder's default config).
 """
+from packnet_jax.data import concat
+from packnet_jax.data import dataset_list
 from packnet_jax.data import pipeline
 from packnet_jax.data.source import SampleSource
 
@@ -102,8 +104,8 @@ def _prepared_crop(reader, cfg, mode):
   return ()  # Already cropped; resizing again to the same shape is the identity.
 
 
-def build_source(cfg, mode='train', seed=0):
-  """SampleSource (reader + reference transforms) for a config."""
+def _single_source(cfg, mode, seed, index_offset=0):
+  """SampleSource of one dataset (a config whose list keys hold one value each)."""
   reader = build_reader(cfg, mode)
   crop_train_borders = _prepared_crop(reader, cfg, mode)
   repeat = int(_get(cfg, 'repeat', 1) or 1)
@@ -116,7 +118,25 @@ def build_source(cfg, mode='train', seed=0):
   return SampleSource(reader, mode, image_shape=_get(cfg, 'image_shape', ()),
                       jittering=jittering if mode == 'train' else (),
                       crop_train_borders=crop_train_borders,
-                      crop_eval_borders=_get(cfg, 'crop_eval_borders', ()), seed=seed)
+                      crop_eval_borders=_get(cfg, 'crop_eval_borders', ()), seed=seed,
+                      index_offset=index_offset)
+
+
+def build_source(cfg, mode='train', seed=0):
+  """SampleSource (reader + reference transforms) for a config.
+
+  Several datasets (list keys, see `dataset_list`) are concatenated, each repeated
+  `repeat[i]` times: the reference's ConcatDataset, so one shuffled order mixes them.
+  """
+  configs = dataset_list.expand(cfg, f'datasets.{mode}')
+  if len(configs) == 1:
+    return _single_source(configs[0], mode, seed)
+  sources, offset = [], 0
+  for one in configs:
+    sources.append(_single_source(one, mode, seed, index_offset=offset))
+    offset += len(sources[-1])
+  names = [f'dataset {i} ({dataset_list.prefix(one)})' for i, one in enumerate(configs)]
+  return concat.ConcatSource(sources, names, f'datasets.{mode}')
 
 
 def _shuffle(cfg, shuffle):

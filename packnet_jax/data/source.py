@@ -19,7 +19,7 @@ class SampleSource:
   """Callable (index, epoch) → final sample dict for one reader and mode."""
 
   def __init__(self, reader, mode='train', image_shape=(), jittering=(), crop_train_borders=(),
-               crop_eval_borders=(), seed=0):
+               crop_eval_borders=(), seed=0, index_offset=0):
     if mode not in MODES:
       raise ValueError(f'mode: expected one of {MODES}, got {mode!r}')
     self.reader = reader
@@ -29,6 +29,9 @@ class SampleSource:
     self.crop_train_borders = tuple(crop_train_borders or ())
     self.crop_eval_borders = tuple(crop_eval_borders or ())
     self.seed = int(seed)
+    # Position of this dataset in a concatenation (`concat.ConcatSource`): the jitter RNG
+    # is keyed by the concatenated index, so two datasets' k-th samples draw differently.
+    self.index_offset = int(index_offset)
 
   def __len__(self):
     return len(self.reader)
@@ -38,7 +41,7 @@ class SampleSource:
     index = int(index)
     raw = self.reader.load(index)
     if self.mode == 'train':
-      rng = np.random.default_rng([self.seed, int(epoch), index])
+      rng = np.random.default_rng([self.seed, int(epoch), index + self.index_offset])
       sample = transforms.train_transform(raw, self.image_shape, self.jittering, self.crop_train_borders, rng,
                                           uint8_images=uint8_images)
     else:

@@ -3,7 +3,7 @@ r"""Depth evaluation CLI.
   python -m packnet_jax.eval --checkpoint WORKDIR --split validation
   python -m packnet_jax.eval --checkpoint PackNet01_MR_selfsup_K.ckpt --config=configs/kitti.py \
       --config.datasets.test.path=/data/KITTI_raw [--output metrics.json] [--split test|validation]
-      [--bins 0,10,20,40,80] [--batch_size N] [--dtype bfloat16] [--step N]
+      [--bins 0,10,20,40,80] [--batch_size N] [--dtype bfloat16] [--step N|best]
 
 --checkpoint is a released `.ckpt`, a converted directory or a training
 workdir (its newest complete checkpoint, or --step). The dataset split, depth
@@ -11,7 +11,9 @@ range, crop and bins come from the experiment config: a workdir's own
 config.json by default, or --config (a configs/*.py file, with any
 --config.<key>=<value> overrides) to evaluate on another dataset. Prints the
 table (reference rows, constant-depth baseline, distance bins, per camera for
-DDAD) and writes the same numbers as JSON with --output.
+DDAD) and writes the same numbers as JSON with --output. A split with several
+datasets gets one table per dataset, and a JSON keyed by the reference's
+dataset prefix (as the training run's validation.json).
 """
 import os
 import sys
@@ -58,9 +60,10 @@ def run_eval(fv):
   import jax  # pylint: disable=import-outside-toplevel
   from packnet_jax import api  # pylint: disable=import-outside-toplevel
   from packnet_jax import config_utils  # pylint: disable=import-outside-toplevel
-  from packnet_jax.data import config as data_config  # pylint: disable=import-outside-toplevel
+  from packnet_jax.data import dataset_list  # pylint: disable=import-outside-toplevel
   from packnet_jax.eval import report  # pylint: disable=import-outside-toplevel
   from packnet_jax.eval import runner  # pylint: disable=import-outside-toplevel
+  from packnet_jax.eval import split_eval  # pylint: disable=import-outside-toplevel
   from packnet_jax.utils import io as io_utils  # pylint: disable=import-outside-toplevel
 
   config = experiment_config(fv)
@@ -72,17 +75,18 @@ def run_eval(fv):
     raise ValueError(f'{fv.checkpoint}: checkpoint has no depth_net weights; nothing to evaluate')
   ds_config = config_utils.dataset_config(config, fv.split)
   batch_size = fv.batch_size or int(ds_config['batch_size'])
-  dataset = data_config.build_dataset(ds_config, fv.split, batch_size=batch_size,
-                                      num_devices=jax.local_device_count())
-  num_batches = int(dataset.cardinality())
-  results = runner.evaluate(model.depth_net, model.variables['depth'], dataset.as_numpy_iterator(), params,
-                            cameras=runner.camera_names(ds_config),
-                            num_batches=num_batches if num_batches > 0 else None, progress=fv.progress)
-  results['checkpoint'] = model.source
-  results['split'] = fv.split
-  results['dataset'] = {k: ds_config[k] for k in ('dataset', 'path', 'split', 'depth_type')}
+  results = split_eval.evaluate_split(model.depth_net, model.variables['depth'], ds_config, fv.split, params,
+                                      batch_size=batch_size, progress=fv.progress)
+  configs = dict(zip(split_eval.prefixes(ds_config, fv.split),
+                     dataset_list.expand(ds_config, f'datasets.{fv.split}')))
+  for prefix, res in split_eval.per_dataset(results):
+    one = configs[prefix] if prefix else configs[next(iter(configs))]
+    res['checkpoint'] = model.source
+    res['split'] = fv.split
+    res['dataset'] = {k: one[k] for k in ('dataset', 'path', 'split', 'depth_type')}
   if jax.process_index() == 0:
-    print(report.format_table(results, title=f'{fv.split}'))
+    for prefix, res in split_eval.per_dataset(results):
+      print(report.format_table(res, title=f'{fv.split} {prefix}'.strip()))
     if fv.output:
       report.write_json(fv.output, results)
       print(f'wrote {fv.output}')

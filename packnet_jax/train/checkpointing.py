@@ -1,7 +1,8 @@
 """orbax checkpoints of the TrainState in `<workdir>/checkpoints`.
 
 * `create_manager`: keep-last-N, optionally asynchronous writes (the train loop
-  continues while the arrays are written).
+  continues while the arrays are written), and optionally the best K by a
+  validation metric (`BestCheckpoints`, orbax's own BestN policy).
 * Each checkpoint holds `state` (the TrainState's pytree as host numpy arrays:
   step, params, batch_stats, opt_state, rng, skip counters) and `meta` (JSON:
   step, epoch, config name). The data iterator position *is* `state.step`, and
@@ -11,6 +12,8 @@
   complete (`commit_success`), so a run killed mid-write leaves the previous
   checkpoint as the latest one; unfinished temporaries are ignored on restore.
 """
+import dataclasses
+import math
 import os
 import shutil
 
@@ -22,13 +25,54 @@ import orbax.checkpoint as ocp
 CHECKPOINT_DIR = 'checkpoints'
 
 
-def create_manager(workdir, *, keep=5, async_save=True):
-  """CheckpointManager for `<workdir>/checkpoints` (created if needed)."""
+def create_manager(workdir, *, keep=5, async_save=True, best=None):
+  """CheckpointManager for `<workdir>/checkpoints` (created if needed).
+
+  best: None keeps the last `keep` checkpoints. A `BestCheckpoints` also keeps its `top_k`
+  best by the metric that `save` receives (orbax's BestN, next to LatestN: the newest
+  checkpoints stay, so a resumed run starts from the newest); `manager.best_step()` is the best.
+  """
   directory = os.path.join(os.path.abspath(os.fspath(workdir)), CHECKPOINT_DIR)
-  options = ocp.CheckpointManagerOptions(
-      max_to_keep=max(1, int(keep)), enable_async_checkpointing=bool(async_save), create=True)
+  if best is None:
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=max(1, int(keep)), enable_async_checkpointing=bool(async_save), create=True)
+  else:
+    policies = ocp.checkpoint_managers
+    options = ocp.CheckpointManagerOptions(
+        best_fn=best.value, best_mode=best.mode, enable_async_checkpointing=bool(async_save), create=True,
+        preservation_policy=policies.AnyPreservationPolicy([
+            policies.LatestN(n=max(1, int(keep))),
+            # Checkpoints saved without a validation (periodic ones) are LatestN's alone.
+            policies.BestN(get_metric_fn=best.value, reverse=best.mode == 'min', n=best.top_k,
+                           keep_checkpoints_without_metrics=False)]))
   _remove_partial_writes(directory)
   return ocp.CheckpointManager(directory, options=options)
+
+
+@dataclasses.dataclass(frozen=True)
+class BestCheckpoints:
+  """Which checkpoints count as best: the reference's checkpoint.{monitor, mode, save_top_k}.
+
+  `save` stores `{monitor: value}` with a checkpoint; `value` reads it back for orbax
+  (a non-finite value ranks last).
+  """
+  monitor: str
+  mode: str = 'min'        # 'min' | 'max'
+  top_k: int | None = 5    # None: every checkpoint that has the metric
+
+  @classmethod
+  def from_config(cls, checkpoint_config, mode):
+    """From the config's `checkpoint` node (None without a monitor); `mode` resolved ('min'/'max')."""
+    if not checkpoint_config.monitor:
+      return None
+    top_k = int(checkpoint_config.save_top_k)
+    return cls(checkpoint_config.monitor, mode, top_k if top_k > 0 else None)
+
+  def value(self, metrics):
+    value = float(metrics[self.monitor])
+    if math.isfinite(value):
+      return value
+    return math.inf if self.mode == 'min' else -math.inf
 
 
 def _remove_partial_writes(directory):
@@ -51,14 +95,18 @@ def _to_numpy_tree(state):
   return jax.tree_util.tree_map(lambda x: np.asarray(jax.device_get(x)), tree)
 
 
-def save(manager, state, meta, *, force=False):
-  """Saves a host (unreplicated) TrainState at `state.step`; returns whether it saved."""
+def save(manager, state, meta, *, force=False, metrics=None):
+  """Saves a host (unreplicated) TrainState at `state.step`; returns whether it saved.
+
+  metrics: `{monitor: value}` of the validation at this step, for a manager that keeps
+  the best checkpoints (see `BestCheckpoints`).
+  """
   step = int(jax.device_get(state.step))
   if step in manager.all_steps():
     return False
   return manager.save(step, args=ocp.args.Composite(
       state=ocp.args.StandardSave(_to_numpy_tree(state)),
-      meta=ocp.args.JsonSave(dict(meta, step=step))), force=force)
+      meta=ocp.args.JsonSave(dict(meta, step=step))), force=force, metrics=metrics)
 
 
 def restore(manager, template_state, step=None):

@@ -25,10 +25,12 @@ from clu import periodic_actions
 
 from packnet_jax import config_utils
 from packnet_jax.data import config as data_config
+from packnet_jax.data import dataset_list
 from packnet_jax.data import pipeline
 from packnet_jax.eval import predict as predict_lib
 from packnet_jax.eval import report
 from packnet_jax.eval import runner
+from packnet_jax.eval import split_eval
 from packnet_jax.train import checkpointing
 from packnet_jax.train import collapse
 from packnet_jax.train import continue_from_ckpt
@@ -123,36 +125,46 @@ def depth_variables(params, batch_stats):
 
 
 def run_validation(config, model, host_state, writer, step, workdir):
-  """The project's one evaluation (`eval.runner`) on the validation split; logs and returns it.
+  """The project's one evaluation (`eval.split_eval`) on the validation split; logs and returns it.
 
   Writes `<workdir>/validation.json` (the results and their step), which
-  `python -m packnet_jax.eval --checkpoint <workdir> --split validation` reproduces.
+  `python -m packnet_jax.eval --checkpoint <workdir> --split validation` reproduces. With
+  several validation datasets every one is evaluated on its own and reported under its
+  prefix (TensorBoard `val/<prefix>/...`, validation.json keyed by prefix).
   """
   cfg = config_utils.dataset_config(config, 'validation')
-  batches = data_config.make_eval_iterator(cfg, 'validation',
-                                           batch_size=config.datasets.validation.batch_size)
-  last = []
+  last = {}
 
-  def keep_last(batch, inv):
-    last[:] = [(batch['rgb'], inv)]
+  def keep_last(prefix, batch, inv):
+    last[prefix] = (batch['rgb'], inv)
 
-  results = runner.evaluate(
-      model.depth_net, depth_variables(host_state.params, host_state.batch_stats), batches,
-      runner.MetricParams.from_config(config), cameras=runner.camera_names(cfg),
-      max_batches=config.eval.max_batches, progress=False, on_batch=keep_last)
-  writer.write_scalars(step, {f'val/{k}': v for k, v in report.scalars(results).items()})
-  if last and config.datasets.validation.num_logs > 0:
-    rgb, inv = last[0]
-    train_logging.write_depth_images(writer, step, unshard(rgb), unshard(inv), name='val/depth',
-                                     max_images=config.datasets.validation.num_logs)
+  results = split_eval.evaluate_split(
+      model.depth_net, depth_variables(host_state.params, host_state.batch_stats), cfg, 'validation',
+      runner.MetricParams.from_config(config), batch_size=config.datasets.validation.batch_size,
+      max_batches=config.eval.max_batches, on_batch=keep_last)
+  for prefix, res in split_eval.per_dataset(results):
+    tag = f'val/{prefix}/' if prefix else 'val/'
+    writer.write_scalars(step, {f'{tag}{k}': v for k, v in report.scalars(res).items()})
+    if prefix in last and config.datasets.validation.num_logs > 0:
+      rgb, inv = last[prefix]
+      train_logging.write_depth_images(writer, step, unshard(rgb), unshard(inv), name=f'{tag}depth',
+                                       max_images=config.datasets.validation.num_logs)
+    where = f' {prefix}' if prefix else ''
+    logging.info('validation at step %d%s: %s', step, where, report.summary_line(res))
+    scaled, baseline = res['depth_gt']['abs_rel'], res['median_baseline_gt']['abs_rel']
+    if scaled >= 0.99 * baseline:
+      logging.warning('validation at step %d%s: median-scaled AbsRel %.4f is no better than the constant-depth '
+                      'baseline %.4f: the depth net has not learned (yet)', step, where, scaled, baseline)
   if jax.process_index() == 0:
     report.write_json(os.path.join(workdir, workdir_lib.VALIDATION_FILE), dict(results, step=step))
-  logging.info('validation at step %d: %s', step, report.summary_line(results))
-  scaled, baseline = results['depth_gt']['abs_rel'], results['median_baseline_gt']['abs_rel']
-  if scaled >= 0.99 * baseline:
-    logging.warning('validation at step %d: median-scaled AbsRel %.4f is no better than the constant-depth '
-                    'baseline %.4f: the depth net has not learned (yet)', step, scaled, baseline)
   return results
+
+
+def _monitored(best, config, results):
+  """`{monitor: value}` for a checkpoint saved right after a validation (None without a monitor)."""
+  if best is None:
+    return None
+  return {best.monitor: report.monitored_value(results, best.monitor, config.checkpoint.monitor_index)}
 
 
 def _log_depth_images(model, host_state, batch, writer, step):
@@ -226,11 +238,14 @@ def train_and_evaluate(config, workdir):
   train_cfg = config_utils.dataset_config(config, 'train')
   source = data_config.build_source(train_cfg, 'train', seed=config.arch.seed)  # scanned once
   steps_per_epoch = _steps_per_epoch(config, len(source))
+  for name, part in zip(getattr(source, 'names', ()), getattr(source, 'sources', ())):
+    logging.info('train %s: %d samples (repeats included)', name, len(part))
   total_steps = int(config.arch.max_steps or config.arch.max_epochs * steps_per_epoch)
 
   model = model_init.build_model(config)
+  best = workdir_lib.best_checkpoints(config)
   manager = checkpointing.create_manager(workdir, keep=config.checkpoint.keep,
-                                         async_save=config.checkpoint.async_save)
+                                         async_save=config.checkpoint.async_save, best=best)
   resuming = manager.latest_step() is not None
   state, schedules = create_train_state(config, model, steps_per_epoch, load_weights=not resuming)
   if resuming:
@@ -254,7 +269,8 @@ def train_and_evaluate(config, workdir):
 
   report_progress = periodic_actions.ReportProgress(
       num_train_steps=total_steps, writer=writer, every_steps=config.logging.progress_every_steps or None)
-  validates = bool(config.datasets.validation.path) and config.eval.schedule != 'off'
+  has_validation = any(one['path'] for one in dataset_list.expand(config_utils.dataset_config(config, 'validation')))
+  validates = has_validation and config.eval.schedule != 'off'
   eval_every = steps_per_epoch if config.eval.schedule == 'epoch' else config.eval.every_steps
   eval_results = {}
   if config.arch.validate_first and start_step == 0 and validates:
@@ -284,13 +300,19 @@ def train_and_evaluate(config, workdir):
                      lr_pose=float(schedules['pose'](opt_steps)), epoch=done / steps_per_epoch,
                      steps_per_sec=n_log / elapsed, images_per_sec=n_log * global_batch / elapsed)
       writer.write_scalars(done, {f'train/{k}': v for k, v in scalars.items()})
+      if hasattr(source, 'dataset_of'):  # several train datasets: what this batch mixed
+        counts = collections.Counter(source.dataset_of(int(i)) for i in np.ravel(batch['idx']))
+        logging.info('step %d batch: %s', step, ', '.join(
+            f'{counts[i]} from {name}' for i, name in enumerate(source.names)))
       t_log, n_log = time.time(), 0
     # Everything below works on a host copy taken now, before the next step donates `state`.
     epoch_end = done % steps_per_epoch == 0 and _should(config.checkpoint.every_epochs,
                                                         done // steps_per_epoch)
     wants_images = _should(config.logging.image_every_steps, done)
     wants_eval = validates and done % eval_every == 0 and done != total_steps
-    wants_save = _should(config.checkpoint.every_steps, done) or epoch_end
+    # With checkpoint.monitor every validation is followed by a checkpoint that carries its metric.
+    wants_save = (_should(config.checkpoint.every_steps, done) or epoch_end
+                  or (wants_eval and best is not None)) and done != total_steps  # the final save follows
     if wants_images or wants_eval or wants_save:
       host_state = layout.host(state)
     if wants_images:
@@ -298,14 +320,27 @@ def train_and_evaluate(config, workdir):
     if wants_eval:
       eval_results = run_validation(config, model, host_state, writer, done, workdir)
     if wants_save:
-      checkpointing.save(manager, host_state, dict(meta, epoch=done // steps_per_epoch))
+      checkpointing.save(manager, host_state, dict(meta, epoch=done // steps_per_epoch),
+                         metrics=_monitored(best, config, eval_results) if wants_eval else None)
   reader.flush()
   host_state = layout.host(state)
-  checkpointing.save(manager, host_state, dict(meta, epoch=int(host_state.step) // steps_per_epoch))
-  manager.wait_until_finished()
-  if validates:
+  final_meta = dict(meta, epoch=int(host_state.step) // steps_per_epoch)
+  if validates and best is not None:  # the final checkpoint carries the final validation's metric
     eval_results = run_validation(config, model, host_state, writer, total_steps, workdir)
-    print(f'final evaluation (step {total_steps}): {report.summary_line(eval_results)}', flush=True)
+  checkpointing.save(manager, host_state, final_meta,
+                     metrics=_monitored(best, config, eval_results) if validates else None)
+  manager.wait_until_finished()
+  if validates and best is None:
+    eval_results = run_validation(config, model, host_state, writer, total_steps, workdir)
+  if validates:
+    for prefix, res in split_eval.per_dataset(eval_results):
+      print(f'final evaluation (step {total_steps}){" " + prefix if prefix else ""}: '
+            f'{report.summary_line(res)}', flush=True)
+  if best is not None:
+    line = (f'best checkpoint by {best.monitor} (validation dataset {config.checkpoint.monitor_index}): '
+            f'step {manager.best_step()}; kept steps {sorted(manager.all_steps())}')
+    logging.info('%s', line)
+    print(line, flush=True)
   if collapse_monitor.status_line():
     logging.warning('%s', collapse_monitor.status_line())
     print(collapse_monitor.status_line(), flush=True)

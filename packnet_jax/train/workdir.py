@@ -45,12 +45,21 @@ def read_config(workdir):
     return config_utils.from_json(f.read(), source=path)
 
 
+def best_checkpoints(config):
+  """The run's `checkpointing.BestCheckpoints` (None without checkpoint.monitor)."""
+  from packnet_jax.eval import report  # pylint: disable=import-outside-toplevel
+  monitor = config.checkpoint.monitor
+  return checkpointing.BestCheckpoints.from_config(
+      config.checkpoint, report.monitor_mode(monitor, config.checkpoint.mode) if monitor else 'min')
+
+
 def restore_networks(workdir, step=None):
   """Flax variables of both networks in one complete checkpoint of `workdir`.
 
   Args:
     workdir: training workdir.
-    step: checkpoint step (default: the newest complete one).
+    step: checkpoint step (default: the newest complete one), or 'best': the best kept one by
+      the run's checkpoint.monitor.
 
   Returns:
     ({'depth'|'pose': {'params', 'batch_stats'?}}, step).
@@ -62,12 +71,21 @@ def restore_networks(workdir, step=None):
   folder = os.path.join(os.path.abspath(os.fspath(workdir)), checkpointing.CHECKPOINT_DIR)
   if not os.path.isdir(folder):
     raise ValueError(f'{workdir}: not a training workdir (no {checkpointing.CHECKPOINT_DIR}/ folder)')
-  manager = checkpointing.create_manager(workdir, async_save=False)
+  best = best_checkpoints(read_config(workdir)) if step == 'best' else None
+  if step == 'best' and best is None:
+    raise ValueError(f'--step: "best" needs a run with checkpoint.monitor set; {workdir} keeps the last '
+                     'checkpoints only')
+  manager = checkpointing.create_manager(workdir, async_save=False, best=best)
   steps = sorted(manager.all_steps())
   if not steps:
     raise ValueError(f'{folder}: holds no complete checkpoint')
   if step is None:
     step = steps[-1]
+  elif step == 'best':
+    step = manager.best_step()
+    if step is None:
+      raise ValueError(f'--step: no checkpoint in {folder} carries a {best.monitor} value (saved after a '
+                       'validation)')
   elif step not in steps:
     raise ValueError(f'--step: {folder} has no checkpoint at step {step} (complete: {steps})')
   tree = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))['state']
