@@ -13,6 +13,7 @@ import json
 from packnet_jax.data import dataset_list
 from packnet_jax.models import registry
 from packnet_jax.losses import objective
+from packnet_jax.utils import metric_names
 
 # Choices that the code branches on; anything else is a typo.
 CHOICES = {
@@ -70,9 +71,8 @@ def _check_monitor(config):
   ckpt = config.checkpoint
   if not ckpt.monitor:
     return
-  from packnet_jax.eval import report  # pylint: disable=import-outside-toplevel
   try:
-    row, _ = report.parse_monitor(ckpt.monitor)
+    row, _ = metric_names.parse_monitor(ckpt.monitor)
   except ValueError as e:
     raise ConfigError(f"config key 'checkpoint.monitor': {str(e).partition(': ')[2]}") from None
   if '_pp' in row and not config.eval.post_process:

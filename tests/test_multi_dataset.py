@@ -30,6 +30,7 @@ from packnet_jax import config_utils
 from packnet_jax.data import config as data_config
 from packnet_jax.data import dataset_list
 from packnet_jax.eval import report
+from packnet_jax.utils import metric_names
 from packnet_jax.train import train
 from packnet_jax.train import workdir as workdir_lib
 
@@ -117,11 +118,11 @@ def test_step_flag_takes_a_number_or_best():
 
 
 def test_checkpoint_monitor_names_and_modes():
-  assert report.parse_monitor('abs_rel_pp_gt') == ('depth_pp_gt', 'abs_rel')
-  assert report.parse_monitor('sqr_rel') == ('depth', 'sq_rel')   # the reference's name
-  assert report.parse_monitor('a1_gt') == ('depth_gt', 'a1')
-  assert (report.monitor_mode('abs_rel_gt'), report.monitor_mode('a1_gt'),
-          report.monitor_mode('a1_gt', 'min')) == ('min', 'max', 'min')
+  assert metric_names.parse_monitor('abs_rel_pp_gt') == ('depth_pp_gt', 'abs_rel')
+  assert metric_names.parse_monitor('sqr_rel') == ('depth', 'sq_rel')   # the reference's name
+  assert metric_names.parse_monitor('a1_gt') == ('depth_gt', 'a1')
+  assert (metric_names.monitor_mode('abs_rel_gt'), metric_names.monitor_mode('a1_gt'),
+          metric_names.monitor_mode('a1_gt', 'min')) == ('min', 'max', 'min')
   config = importlib_config('kitti')
   config.checkpoint.monitor = 'loss'   # the reference's default: not a validation metric here
   with pytest.raises(config_utils.ConfigError, match="'checkpoint.monitor': expected <metric><mode>"):

@@ -8,11 +8,10 @@ pixels adds 0 but still counts). Everything works on masks with static shapes, s
 import jax.numpy as jnp
 import numpy as np
 
-from packnet_jax.utils.checks import check_choice, check_shape
 from packnet_jax.geometry.depth import inv2depth
 from packnet_jax.geometry.sampling import resize_bilinear_align_corners
-
-METRIC_NAMES = ('abs_rel', 'sq_rel', 'rmse', 'rmse_log', 'a1', 'a2', 'a3')
+from packnet_jax.utils.checks import check_choice, check_shape
+from packnet_jax.utils.metric_names import METRIC_NAMES  # noqa: F401  (re-exported: the row order)
 # Row/column fractions of the crops: 'garg' as the reference; 'eigen' (beyond the reference, which
 # has no such crop) is the usual Eigen et al. crop of monodepth-style evaluations.
 CROPS = {

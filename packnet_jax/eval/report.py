@@ -7,12 +7,7 @@ from packnet_jax.eval import metrics as metrics_lib
 from packnet_jax.eval.runner import OVERALL
 from packnet_jax.eval.runner import ROWS
 from packnet_jax.utils import io as io_utils
-
-
-# The reference's metric names (`<metric><mode>`, model_wrapper.metrics_keys / metrics_modes) name
-# the monitored value of checkpoint.monitor; its 'sqr_rel' is our 'sq_rel'.
-MONITOR_MODES = ('_pp_gt', '_gt', '_pp', '')
-_REFERENCE_NAMES = {'sqr_rel': 'sq_rel'}
+from packnet_jax.utils.metric_names import parse_monitor
 
 
 def is_multi(results):
@@ -23,25 +18,6 @@ def is_multi(results):
 def per_dataset(results):
   """[(prefix, results)] of either shape; the prefix of a single dataset is ''."""
   return [(k, v) for k, v in results.items() if isinstance(v, dict)] if is_multi(results) else [('', results)]
-
-
-def parse_monitor(name):
-  """The reference's metric name → our (row, metric): 'abs_rel_pp_gt' → ('depth_pp_gt', 'abs_rel')."""
-  for mode in MONITOR_MODES:
-    if name.endswith(mode):
-      metric = name[:len(name) - len(mode)]
-      metric = _REFERENCE_NAMES.get(metric, metric)
-      if metric in metrics_lib.METRIC_NAMES:
-        return 'depth' + mode, metric
-  raise ValueError(f"checkpoint.monitor: expected <metric><mode> with a metric of {metrics_lib.METRIC_NAMES} "
-                   f"and a mode of ('', '_pp', '_gt', '_pp_gt'), e.g. 'abs_rel_pp_gt'; got {name!r}")
-
-
-def monitor_mode(name, mode='auto'):
-  """'min' or 'max'; 'auto' as the reference's ModelCheckpoint (max for accuracies such as a1)."""
-  if mode != 'auto':
-    return mode
-  return 'max' if 'acc' in name or 'a1' in name or name.startswith('fmeasure') else 'min'
 
 
 def monitored_value(results, name, index=0):

@@ -13,6 +13,7 @@ from packnet_jax import config_utils
 from packnet_jax.models import registry
 from packnet_jax.train import checkpointing
 from packnet_jax.utils import io as io_utils
+from packnet_jax.utils import metric_names
 
 CONFIG_FILE = 'config.json'
 VALIDATION_FILE = 'validation.json'
@@ -47,10 +48,9 @@ def read_config(workdir):
 
 def best_checkpoints(config):
   """The run's `checkpointing.BestCheckpoints` (None without checkpoint.monitor)."""
-  from packnet_jax.eval import report  # pylint: disable=import-outside-toplevel
   monitor = config.checkpoint.monitor
   return checkpointing.BestCheckpoints.from_config(
-      config.checkpoint, report.monitor_mode(monitor, config.checkpoint.mode) if monitor else 'min')
+      config.checkpoint, metric_names.monitor_mode(monitor, config.checkpoint.mode) if monitor else 'min')
 
 
 def restore_networks(workdir, step=None):
