@@ -50,11 +50,10 @@ SIBLING_IMPORTS = {('packnet_jax.train', 'packnet_jax.eval'), ('packnet_jax.api'
 # Packages that only the listed packages (and their own modules) may import.
 ONLY_IMPORTED_BY = {'packnet_jax.train': {'packnet_jax.main', 'tools'}}
 
-# Known violations, to be removed when the modules move (issue 27): the device layout goes to
-# packnet_jax/parallel/ and the workdir (with checkpoint reading) below the CLIs, layer 5.
+# Known violations, to be removed when the modules move (issue 27): the workdir (with checkpoint
+# reading) goes below the CLIs, layer 5.
 # Each entry is (importing module, imported module); the test fails if one is no longer found.
 KNOWN_VIOLATIONS = {
-    ('packnet_jax.eval.runner', 'packnet_jax.train.device_layout'),  # eval → train: host↔device layout
     ('packnet_jax.eval.__main__', 'packnet_jax.train.workdir'),      # the eval CLI → train: workdir reading
     ('packnet_jax.api', 'packnet_jax.train.workdir'),                # api → train: workdir reading
 }

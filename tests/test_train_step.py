@@ -13,7 +13,7 @@ import pytest
 from lib import tiny_training
 from packnet_jax.losses import objective
 from packnet_jax.models import sfm_model
-from packnet_jax.train import device_layout
+from packnet_jax.parallel import device_layout
 from packnet_jax.train import optim
 from packnet_jax.train import train_step as ts
 from packnet_jax.train.train_state import TrainState

@@ -37,7 +37,7 @@ import numpy as np
 from packnet_jax.eval import metrics as metrics_lib
 from packnet_jax.eval import predict as predict_lib
 from packnet_jax.geometry.depth import inv2depth
-from packnet_jax.train import device_layout
+from packnet_jax.parallel import device_layout
 
 ROWS = ('depth', 'depth_pp', 'depth_gt', 'depth_pp_gt', 'median_baseline_gt')
 DEFAULT_BINS = ((0.0, 10.0), (10.0, 20.0), (20.0, 40.0), (40.0, 80.0))

@@ -39,8 +39,8 @@ from packnet_jax.train import model_init
 from packnet_jax.train import optim
 from packnet_jax.train import train_step as train_step_lib
 from packnet_jax.train import workdir as workdir_lib
-from packnet_jax.train.device_layout import DeviceLayout
-from packnet_jax.train.device_layout import unshard
+from packnet_jax.parallel.device_layout import DeviceLayout
+from packnet_jax.parallel.device_layout import unshard
 from packnet_jax.train.train_state import TrainState
 from packnet_jax.train.train_state import step_rng
 from packnet_jax.utils import io as io_utils

@@ -34,7 +34,7 @@ from packnet_jax.data import jitter
 from packnet_jax.losses import objective
 from packnet_jax.train import collapse
 from packnet_jax.train import guarded_update
-from packnet_jax.train.device_layout import AXIS_NAME
+from packnet_jax.parallel.device_layout import AXIS_NAME
 from packnet_jax.utils.dtypes import param_dtype
 # Batch entries the step reads (strings such as file names stay on the host).
 INPUT_KEYS = ('rgb', 'rgb_context', 'rgb_original', 'rgb_context_original', 'intrinsics',

@@ -1,0 +1,1 @@
+"""Host↔device layout (replicate, shard, unreplicate), below both training and evaluation."""
