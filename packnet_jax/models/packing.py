@@ -1,9 +1,9 @@
 """Space-to-depth (packing) and depth-to-space (PixelShuffle) with the reference's channel order, NHWC.
 
 PackNet's Conv3d runs along the channel axis of the packed features, so the
-unpacking layer keeps those channels "depth-major" ([B, D, H, W, d]) between the
-3-D convolution and the depth-to-space: one transpose does both jobs
-(`pixel_shuffle_depth_major`).
+layers keep those channels "depth-major" ([B, D, H, W]) next to the 3-D
+convolution: one transpose does both jobs (`packing_depth_major`,
+`pixel_shuffle_depth_major`).
 """
 
 

@@ -17,7 +17,7 @@ from packnet_jax.models.fast import concat_conv
 from packnet_jax.models.fast import pack_conv
 from packnet_jax.models.fast.remat import CONV_OUTPUT, remat
 from packnet_jax.models.layers import Stage, conv, elu, group_norm
-from packnet_jax.models.packing import packing, pixel_shuffle_depth_major
+from packnet_jax.models.packing import pixel_shuffle_depth_major
 from packnet_jax.utils.dtypes import param_dtype
 
 Dtype = Any
@@ -148,10 +148,10 @@ class Conv2DWeights(nn.Module):
 class PackLayerConv3d(nn.Module):
   """packing → Conv3d(1→d) → Conv2D(d·4C → C, k): [B,H,W,C] → [B,H/2,W/2,C].
 
-  The Conv3d and the Conv2D's convolution run as one function of the packed
-  input and both layers' parameters (`fast.pack_conv.conv3d_conv2d`: one fused
-  convolution where that is cheaper); the parameters are the reference's
-  ('conv3d', 'conv/conv_base', 'conv/normalize').
+  The three run as one function of the input and both layers' parameters
+  (`fast.pack_conv.pack_conv3d_conv2d`: one fused convolution where that is
+  cheaper); the parameters are the reference's ('conv3d', 'conv/conv_base',
+  'conv/normalize').
   """
   kernel_size: int
   d: int = 8
@@ -160,11 +160,11 @@ class PackLayerConv3d(nn.Module):
   @nn.compact
   def __call__(self, x):
     channels = x.shape[-1]
-    x = packing(jnp.asarray(x, self.dtype), 2)                          # [B, H/2, W/2, 4C]
-    conv3d = Conv3dUnit(self.d, dtype=self.dtype, name='conv3d')        # Conv3d(1 → d) over (4C, H/2, W/2)
-    conv2d = Conv2DWeights(channels, self.kernel_size, self.d * x.shape[-1], dtype=self.dtype, name='conv')
-    y = pack_conv.conv3d_conv2d(x, conv3d.weights(), conv2d.weights())  # Conv2d(d·4C → C)
-    return conv2d.normalize(checkpoint_name(y, CONV_OUTPUT))            # GroupNorm → ELU
+    conv3d = Conv3dUnit(self.d, dtype=self.dtype, name='conv3d')       # Conv3d(1 → d) over the 4C packed channels
+    conv2d = Conv2DWeights(channels, self.kernel_size, self.d * 4 * channels, dtype=self.dtype, name='conv')
+    # packing → Conv3d → Conv2d(d·4C → C)
+    y = pack_conv.pack_conv3d_conv2d(jnp.asarray(x, self.dtype), conv3d.weights(), conv2d.weights())
+    return conv2d.normalize(checkpoint_name(y, CONV_OUTPUT))           # → GroupNorm → ELU
 
 
 class UnpackLayerConv3d(nn.Module):

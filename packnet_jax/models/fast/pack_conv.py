@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from packnet_jax.models.fast.weights_read_late import weights_read_late
+from packnet_jax.models.packing import packing, packing_depth_major
 
 # Building K reads the Conv2d kernel three times with little arithmetic per byte:
 # counted as this many multiply-adds per multiply-add in the cost comparison.
@@ -188,17 +189,17 @@ def fused(packed, kernel3d, bias3d, kernel2d, bias2d):
   return out.at[:, :, :p].add(-left).at[:, :, w - p:].add(-right)
 
 
-def conv3d_conv2d(packed, conv3d, conv2d):
-  """Conv2d(flatten(Conv3d(packed))) without its normalisation: [B,H,W,D] → [B,H,W,C].
+def pack_conv3d_conv2d(x, conv3d, conv2d):
+  """packing → Conv3d → Conv2d (without its normalisation) of x [B,H,W,C] → [B,H/2,W/2,C'].
 
-  `packed` is NHWC in `packing` channel order. `conv3d` = (kernel [3,3,3,1,d], bias [d]) and
-  `conv2d` = (kernel [k,k,d·D,C], bias [C]), in the compute dtype. One fused convolution where
-  `use_fused` says it is cheaper, else the reference's order.
+  `conv3d` = (kernel [3,3,3,1,d], bias [d]) and `conv2d` = (kernel [k,k,d·4C,C'], bias [C']), in
+  the compute dtype. One fused convolution of the packed map where `use_fused` says it is cheaper;
+  else the reference's order, from the packed map laid out depth-major (one transpose of x).
   """
   kernel3d, bias3d = conv3d
   kernel2d, bias2d = conv2d
-  b, h, w, depth = packed.shape
+  b, h, w, channels = x.shape
   k, _, _, c = kernel2d.shape
-  if use_fused(b, h, w, depth, kernel3d.shape[-1], k, c):
-    return fused(packed, kernel3d, bias3d, kernel2d, bias2d)
-  return direct(jnp.moveaxis(packed, -1, 1), kernel3d, bias3d, kernel2d, bias2d)
+  if use_fused(b, h // 2, w // 2, 4 * channels, kernel3d.shape[-1], k, c):
+    return fused(packing(x, 2), kernel3d, bias3d, kernel2d, bias2d)
+  return direct(packing_depth_major(x, 2), kernel3d, bias3d, kernel2d, bias2d)
