@@ -1,4 +1,4 @@
-"""models/space_to_depth_conv.py: the block form equals the stride-2 convolution it replaces."""
+"""models/fast/space_to_depth_conv.py: the block form equals the stride-2 convolution it replaces."""
 import jax
 import jax.numpy as jnp
 import numpy as np

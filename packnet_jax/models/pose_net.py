@@ -23,7 +23,7 @@ POSE_SCALE = 0.01
 class ConvGN(nn.Module):
   """Conv(k, stride 2, pad (k−1)/2) ('0') → GroupNorm(16) ('1') → ReLU.
 
-  `blocks`: compute the convolution over 2×2 pixel blocks (models/space_to_depth_conv.py;
+  `blocks`: compute the convolution over 2×2 pixel blocks (models/fast/space_to_depth_conv.py;
   same parameters, faster for the 9-channel stem on CPU).
   """
   features: int
