@@ -6,6 +6,7 @@ gcsfs/tensorstore) at it and blocks credential and metadata look-ups, so that
 nothing leaves the machine.
 """
 import contextlib
+import dataclasses
 import importlib.util
 import os
 import socket
@@ -15,6 +16,23 @@ import tempfile
 import time
 
 BUCKET = 'packnet-test'
+
+
+@dataclasses.dataclass
+class Server:
+    env: dict        # what points the clients at the server (empty value: unset the variable)
+    url: str         # the bucket, e.g. s3://packnet-test
+    proc: subprocess.Popen
+
+    def child_env(self, base):
+        """`base` (a dict) with `env` applied, for a subprocess."""
+        out = dict(base)
+        for key, value in self.env.items():
+            if value:
+                out[key] = value
+            else:
+                out.pop(key, None)
+        return out
 
 # What both servers' clients must never do: find real credentials or ask a metadata server.
 _ISOLATION = {
@@ -61,7 +79,7 @@ def _server(args, port):
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _wait_for_port(port, proc)
-        yield
+        yield proc
     finally:
         proc.terminate()
         try:
@@ -86,27 +104,27 @@ def gcs_env(endpoint):
 
 @contextlib.contextmanager
 def s3_server():
-    """Yields (env, bucket URL) of a moto S3 server holding one empty bucket."""
+    """Yields the Server of a moto S3 server holding one empty bucket."""
     port = free_port()
     endpoint = f'http://127.0.0.1:{port}'
-    with _server([sys.executable, '-m', 'moto.server', '-H', '127.0.0.1', '-p', str(port)], port):
+    with _server([sys.executable, '-m', 'moto.server', '-H', '127.0.0.1', '-p', str(port)], port) as proc:
         env = s3_env(endpoint)
         with patched_environ(env):
             import boto3  # pylint: disable=import-outside-toplevel
             boto3.client('s3', endpoint_url=endpoint).create_bucket(Bucket=BUCKET)
-        yield env, f's3://{BUCKET}'
+        yield Server(env, f's3://{BUCKET}', proc)
 
 
 @contextlib.contextmanager
 def gcs_server():
-    """Yields (env, bucket URL) of a gcp-storage-emulator server holding one empty bucket."""
+    """Yields the Server of a gcp-storage-emulator server holding one empty bucket."""
     port = free_port()
     endpoint = f'http://127.0.0.1:{port}'
     with tempfile.TemporaryDirectory() as data:
         args = [sys.executable, '-m', 'gcp_storage_emulator', '-d', data, 'start', '-H', '127.0.0.1',
                 '--port', str(port), '--default-bucket', BUCKET, '-q']
-        with _server(args, port):
-            yield gcs_env(endpoint), f'gs://{BUCKET}'
+        with _server(args, port) as proc:
+            yield Server(gcs_env(endpoint), f'gs://{BUCKET}', proc)
 
 
 @contextlib.contextmanager
@@ -123,3 +141,26 @@ def patched_environ(env):
     finally:
         os.environ.clear()
         os.environ.update(saved)
+
+
+def reset_clients():
+    """Forgets cached fsspec filesystems, which hold the endpoint they were created with."""
+    from etils.epath import backend  # pylint: disable=import-outside-toplevel
+    import fsspec  # pylint: disable=import-outside-toplevel
+    backend.fsspec_backend._get_filesystem.cache_clear()  # pylint: disable=protected-access
+    for name in ('s3', 'gcs'):
+        try:
+            fsspec.get_filesystem_class(name).clear_instance_cache()
+        except ImportError:
+            pass
+
+
+@contextlib.contextmanager
+def client_env(server):
+    """This process's clients pointed at `server` for the duration."""
+    with patched_environ(server.env):
+        reset_clients()
+        try:
+            yield
+        finally:
+            reset_clients()

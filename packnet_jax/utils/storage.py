@@ -10,12 +10,13 @@ a URL and one that is a folder are told apart in one place:
 
 `use_bucket(url)` prepares a URL before anything touches it: it checks the
 package, routes epath away from TensorFlow (TF 2.21's gfile has no S3), and
-makes one short request so that missing credentials, a missing bucket or an
+makes one short request (before jax or orbax are imported) so that missing credentials, a missing bucket or an
 unreachable endpoint is one ValueError naming the URL, in seconds.
 
 Orbax 0.12.8 writes arrays to `gs://` through tensorstore's gcs driver but
 rejects `s3://`; `_orbax_s3` is the one place that reaches into its private
-API to fix that (pinned to that version, see tests/test_storage.py).
+API to fix that (pinned to that version, see tests/test_storage.py), installed
+by `train.checkpointing` before it opens an `s3://` checkpoint folder.
 """
 import os
 import posixpath
@@ -162,9 +163,6 @@ def use_bucket(url, name='--workdir'):
   if not _bucket(url):
     raise ValueError(f'{name}: {url} names no bucket ({kind}://BUCKET/PATH)')
   _configure_fsspec(kind)
-  if kind == 's3':
-    from packnet_jax.utils import _orbax_s3  # pylint: disable=import-outside-toplevel
-    _orbax_s3.install()
   _check_reachable(url, kind, name)
   return url.rstrip('/')
 
