@@ -86,6 +86,9 @@ def main(argv):
     # A bucket URL is checked before the heavy imports: a bad one fails in seconds.
     from packnet_jax.utils import storage  # pylint: disable=import-outside-toplevel
     storage.use_bucket(FLAGS.workdir)
+    if config.logging.wandb.enabled:  # the optional package, before any data or model work
+      from packnet_jax.train import wandb_writer  # pylint: disable=import-outside-toplevel
+      wandb_writer.import_wandb()
   except OSError:
     path = config_flags.get_config_filename(FLAGS['config'])
     sys.exit(f'error: --config: cannot load {path!r} (a configs/*.py file with get_config(); '

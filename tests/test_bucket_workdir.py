@@ -196,12 +196,47 @@ def test_kill_during_checkpoint_upload_keeps_the_previous_checkpoint(s3, data, t
 def test_infer_and_export_read_a_bucket_workdir(s3, data, tmp_path):
   url = f'{s3.url}/tools'
   run('packnet_jax.main', *train_args(data, url, 2), env=fresh_machine_env(s3, tmp_path))
-  frame = next(pathlib.Path(data).rglob('*.png'))
+  frame = sorted(pathlib.Path(data).rglob('image_02/data/*.png'))[0]
   out = tmp_path / 'infer'
-  run('packnet_jax.infer', f'--checkpoint={url}', f'--input={frame}', f'--output={out}',
+  run('packnet_jax.infer', f'--checkpoint={url}', f'--input={frame}', f'--output={out}', '--quiet',
       env=fresh_machine_env(s3, tmp_path))
-  assert any(out.iterdir())
+  (npz,) = out.glob('*.npz')
+  with np.load(npz) as f:
+    assert f['inv_depth'].shape == SHAPE and np.all(f['inv_depth'] > 0)
   exported = tmp_path / 'model.stablehlo'
   run('packnet_jax.export', f'--checkpoint={url}', '--format=stablehlo', f'--output={exported}',
       env=fresh_machine_env(s3, tmp_path))
   assert exported.stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_two_processes_checkpoint_into_one_bucket_and_resume(s3, data, tmp_path):
+  """`--multihost` on loopback, 2 processes of one device each, one s3:// workdir; then a resume."""
+  url = f'{s3.url}/multihost'
+
+  def launch(max_steps):
+    port = bucket_servers.free_port()
+    procs = []
+    for pid in range(2):
+      env = dict(fresh_machine_env(s3, tmp_path), JAX_PLATFORMS='cpu')
+      args = train_args(data, url, max_steps, '--multihost', f'--coordinator_address=127.0.0.1:{port}',
+                        '--num_processes=2', f'--process_id={pid}')
+      procs.append(subprocess.Popen([sys.executable, '-m', 'packnet_jax.main', *args], cwd=ROOT, env=env,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+    logs = []
+    for proc in procs:
+      try:
+        logs.append(proc.communicate(timeout=900)[1])
+      finally:
+        proc.kill()
+    for proc, log in zip(procs, logs):
+      assert proc.returncode == 0, log[-3000:]
+    return logs
+
+  logs = launch(2)
+  assert 'on 2 device(s)' in logs[0]
+  assert list_keys(s3, f'{url}/checkpoints') == ['2']
+  logs = launch(4)
+  assert all(f'resumed from {url}/checkpoints at step 2' in log for log in logs)
+  step, tree = final_state(s3, url)
+  assert step == 4 and int(tree['step']) == 4

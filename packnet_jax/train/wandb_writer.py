@@ -15,7 +15,8 @@ from packnet_jax.utils import storage
 RUN_ID_FILE = 'wandb_run_id.txt'
 
 
-def _import_wandb():
+def import_wandb():
+  """The wandb module; ValueError (one line: what to install) without it."""
   try:
     import wandb  # pylint: disable=import-outside-toplevel
   except ImportError:
@@ -38,7 +39,7 @@ class WandbWriter(metric_writers.MetricWriter):
   """Logs to one W&B run (process 0 only; the caller decides)."""
 
   def __init__(self, config, workdir):
-    wandb = _import_wandb()
+    wandb = import_wandb()
     self._wandb = wandb
     cfg = config.logging.wandb
     # W&B keeps its own files (and, offline, the run itself) in a local folder: the workdir when
