@@ -5,6 +5,8 @@ The resolved config is the run config, and the run id is kept in
 `<workdir>/wandb_run_id.txt`, so the same command resumed on another machine
 continues the same W&B run. `wandb` is imported only here (an optional extra).
 """
+import secrets
+import string
 import tempfile
 
 from clu import metric_writers
@@ -25,12 +27,12 @@ def import_wandb():
   return wandb
 
 
-def run_id(workdir, wandb):
+def run_id(workdir):
   """The W&B run id of `workdir`, created (and stored there) on the first run."""
   path = storage.join(workdir, RUN_ID_FILE)
   if storage.isfile(path):
     return storage.read_text(path).strip()
-  new_id = wandb.util.generate_id()
+  new_id = ''.join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))  # W&B's form
   storage.write_text(path, new_id + '\n')
   return new_id
 
@@ -47,7 +49,7 @@ class WandbWriter(metric_writers.MetricWriter):
     local = tempfile.mkdtemp(prefix='packnet-wandb-') if storage.is_url(workdir) else workdir
     self.run = wandb.init(
         project=cfg.project or None, entity=cfg.entity or None, name=cfg.name or None,
-        tags=list(cfg.tags) or None, mode=cfg.mode or None, id=run_id(workdir, wandb),
+        tags=list(cfg.tags) or None, mode=cfg.mode or None, id=run_id(workdir),
         resume='allow', config=config.to_dict(), dir=local)
 
   def write_scalars(self, step, scalars):
