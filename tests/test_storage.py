@@ -45,13 +45,13 @@ def test_orbax_s3_patch_builds_tensorstore_s3_specs(monkeypatch):
   """Pinned: orbax 0.12.8's spec builder, patched, gives tensorstore's s3 driver the AWS endpoint/region."""
   import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
   from orbax.checkpoint._src.serialization import tensorstore_utils as tsu  # pylint: disable=import-outside-toplevel
-  from packnet_jax.utils import _orbax_s3  # pylint: disable=import-outside-toplevel
-  assert ocp.__version__ == _orbax_s3.ORBAX_VERSION
+  from packnet_jax.utils import _patches  # pylint: disable=import-outside-toplevel
+  assert ocp.__version__ == _patches.ORBAX_VERSION
   monkeypatch.setenv('AWS_ENDPOINT_URL', 'http://127.0.0.1:9')
   monkeypatch.setenv('AWS_REGION', 'eu-west-1')
   monkeypatch.delenv('AWS_ENDPOINT_URL_S3', raising=False)
-  _orbax_s3.install()
-  _orbax_s3.install()  # idempotent
+  _patches.install_orbax_s3()
+  _patches.install_orbax_s3()  # idempotent
   spec = tsu.build_kvstore_tspec('s3://bkt/run/checkpoints/4/state', use_ocdbt=True)
   assert spec['driver'] == 'ocdbt'
   assert spec['base'] == {'driver': 's3', 'bucket': 'bkt', 'path': 'run/checkpoints/4/state',
@@ -63,6 +63,21 @@ def test_orbax_s3_patch_builds_tensorstore_s3_specs(monkeypatch):
   assert tsu.build_kvstore_tspec('gs://bkt/run', use_ocdbt=False) == {'driver': 'gcs', 'bucket': 'bkt',
                                                                       'path': 'run'}
   assert tsu.build_kvstore_tspec('/tmp/run', use_ocdbt=False) == {'driver': 'file', 'path': '/tmp/run'}
+
+
+def test_epath_routing_survives_an_earlier_local_path(monkeypatch):
+  """etils caches its TensorFlow check at the first path; bucket URLs must still go to fsspec."""
+  from etils import epath  # pylint: disable=import-outside-toplevel
+  from etils.epath import backend  # pylint: disable=import-outside-toplevel
+  from packnet_jax.utils import _patches  # pylint: disable=import-outside-toplevel
+  monkeypatch.delenv('EPATH_USE_TF', raising=False)
+  from etils.epath import gpath  # pylint: disable=import-outside-toplevel
+  gpath._is_tf_installed.cache_clear()  # pylint: disable=protected-access
+  assert epath.Path('s3://b/x')._backend is backend.tf_backend  # pylint: disable=protected-access
+  epath.Path('/tmp').exists()  # a local path first: the check is now cached
+  _patches.route_epath_to_fsspec()
+  assert epath.Path('s3://b/x')._backend is backend.fsspec_backend  # pylint: disable=protected-access
+  assert epath.Path('gs://b/x')._backend is backend.fsspec_backend  # pylint: disable=protected-access
 
 
 def _main_error(workdir, env, tmp_path):

@@ -21,7 +21,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from packnet_jax.utils import _orbax_s3
+from packnet_jax.utils import _patches
 from packnet_jax.utils import storage
 
 CHECKPOINT_DIR = 'checkpoints'
@@ -33,7 +33,7 @@ def create_manager(workdir, *, keep=5, async_save=True):
   directory = storage.join(storage.absolute(workdir), CHECKPOINT_DIR)
   atomicity = None
   if storage.scheme(directory) == 's3':
-    _orbax_s3.install()
+    _patches.install_orbax_s3()
   if storage.is_url(directory):  # object stores cannot rename a folder: commit file instead
     atomicity = ocp.options.AtomicityOptions(mode=ocp.options.AtomicityMode.COMMIT_FILE)
   options = ocp.CheckpointManagerOptions(

@@ -14,7 +14,7 @@ makes one short request (before jax or orbax are imported) so that missing crede
 unreachable endpoint is one ValueError naming the URL, in seconds.
 
 Orbax 0.12.8 writes arrays to `gs://` through tensorstore's gcs driver but
-rejects `s3://`; `_orbax_s3` is the one place that reaches into its private
+rejects `s3://`; `_patches` is the one place that reaches into its private
 API to fix that (pinned to that version, see tests/test_storage.py), installed
 by `train.checkpointing` before it opens an `s3://` checkpoint folder.
 """
@@ -130,7 +130,8 @@ def _fsspec_options(name):
 
 def _configure_fsspec(name):
   """Routes epath to fsspec for `name` and sets its timeouts (once per process)."""
-  os.environ['EPATH_USE_TF'] = 'false'
+  from packnet_jax.utils import _patches  # pylint: disable=import-outside-toplevel
+  _patches.route_epath_to_fsspec()
   import fsspec  # pylint: disable=import-outside-toplevel
   key = 'gcs' if name == 'gs' else name
   for option, value in _fsspec_options(name).items():

@@ -1,4 +1,12 @@
-"""Lets orbax 0.12.8 write arrays to `s3://` (private API; the only such reach in the project).
+"""The project's only reaches into libraries' private APIs, for bucket workdirs (pinned, tested).
+
+1. `install_orbax_s3()`: lets orbax 0.12.8 write arrays to `s3://`.
+2. `route_epath_to_fsspec()`: etils.epath sends `gs://`/`s3://` to TensorFlow's
+   gfile whenever TF is importable (TF 2.21 has no S3); `EPATH_USE_TF=false`
+   turns that off, but etils caches its TF check at the first path it sees, so
+   the cache is cleared too (tests/test_storage.py checks both).
+
+On 1:
 
 orbax builds tensorstore kvstore specs itself and knows only `gs://` as remote:
 an `s3://` directory is normalised to `s3:/...` and rejected as not absolute.
@@ -6,7 +14,7 @@ tensorstore has an `s3` driver, but it takes the endpoint and region in its
 spec, not from `AWS_ENDPOINT_URL`; this patch fills them from the same
 environment variables boto3/s3fs read, so every client sees one bucket.
 
-`install()` replaces three module-level helpers of
+`install_orbax_s3()` replaces three module-level helpers of
 `orbax.checkpoint._src.serialization.tensorstore_utils` (and nothing else),
 refuses any other orbax version, and is idempotent. tests/test_storage.py pins
 the spec it produces.
@@ -30,7 +38,16 @@ def s3_kvstore_spec(url):
   return spec
 
 
-def install():
+def route_epath_to_fsspec():
+  """Makes etils.epath use fsspec (gcsfs, s3fs) for bucket URLs from now on, in this process."""
+  os.environ['EPATH_USE_TF'] = 'false'
+  from etils.epath import gpath  # pylint: disable=import-outside-toplevel
+  cache_clear = getattr(gpath._is_tf_installed, 'cache_clear', None)  # pylint: disable=protected-access
+  if cache_clear is not None:
+    cache_clear()
+
+
+def install_orbax_s3():
   """Patches orbax's tensorstore spec builder for `s3://` (once)."""
   global _installed  # pylint: disable=global-statement
   if _installed:
