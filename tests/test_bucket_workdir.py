@@ -157,12 +157,12 @@ def _keys_under(server, prefix):
 def test_kill_during_checkpoint_upload_keeps_the_previous_checkpoint(s3, data, tmp_path):
   """The server is frozen while step 4's folder is half uploaded; the trainer is killed; then resume."""
   url, prefix = f'{s3.url}/killed', 'killed/checkpoints/4/'
+  log = open(tmp_path / 'killed.log', 'w')  # a file, not a pipe: nobody reads it while the run goes on
   proc = subprocess.Popen([sys.executable, '-m', 'packnet_jax.main', *train_args(data, url, 6)], cwd=ROOT,
-                          env=fresh_machine_env(s3, tmp_path), stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, text=True)
+                          env=fresh_machine_env(s3, tmp_path), stdout=log, stderr=log)
   frozen = False
   try:
-    deadline = time.time() + 500
+    deadline = time.time() + 1200
     while time.time() < deadline and proc.poll() is None:
       keys = _keys_under(s3, prefix)
       if keys and not any(k.endswith('/commit_success.txt') and k.count('/') == 3 for k in keys):
@@ -170,13 +170,14 @@ def test_kill_during_checkpoint_upload_keeps_the_previous_checkpoint(s3, data, t
         frozen = True
         break
       time.sleep(0.02)
-    assert frozen, 'never saw step 4 half uploaded'
+    assert frozen, 'never saw step 4 half uploaded:\n' + (tmp_path / 'killed.log').read_text()[-3000:]
     proc.kill()
     proc.wait()
   finally:
     if frozen:
       os.kill(s3.proc.pid, signal.SIGCONT)
     proc.kill()
+    log.close()
   keys = _keys_under(s3, prefix)
   assert keys and f'{prefix}commit_success.txt' not in keys, keys
   step, _ = final_state(s3, url)
@@ -216,19 +217,21 @@ def test_two_processes_checkpoint_into_one_bucket_and_resume(s3, data, tmp_path)
 
   def launch(max_steps):
     port = bucket_servers.free_port()
-    procs = []
+    procs, paths = [], []
     for pid in range(2):
       env = dict(fresh_machine_env(s3, tmp_path), JAX_PLATFORMS='cpu')
       args = train_args(data, url, max_steps, '--multihost', f'--coordinator_address=127.0.0.1:{port}',
                         '--num_processes=2', f'--process_id={pid}')
-      procs.append(subprocess.Popen([sys.executable, '-m', 'packnet_jax.main', *args], cwd=ROOT, env=env,
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
-    logs = []
+      paths.append(tmp_path / f'multihost-{max_steps}-{pid}.log')
+      with open(paths[-1], 'w') as log:  # files, not pipes: one process must not block on a full pipe
+        procs.append(subprocess.Popen([sys.executable, '-m', 'packnet_jax.main', *args], cwd=ROOT, env=env,
+                                      stdout=log, stderr=log))
     for proc in procs:
       try:
-        logs.append(proc.communicate(timeout=900)[1])
+        proc.wait(timeout=900)
       finally:
         proc.kill()
+    logs = [path.read_text() for path in paths]
     for proc, log in zip(procs, logs):
       assert proc.returncode == 0, log[-3000:]
     return logs
