@@ -13,6 +13,12 @@ package, routes epath away from TensorFlow (TF 2.21's gfile has no S3), and
 makes one short request (before jax or orbax are imported) so that missing credentials, a missing bucket or an
 unreachable endpoint is one ValueError naming the URL, in seconds.
 
+Why write into the bucket rather than sync a local folder to it (the reference's
+`aws s3 sync`): several hosts need one storage they all see for one orbax
+checkpoint, a preempted VM loses nothing that was committed, and no disk holds
+a second copy. Orbax's own rename-based commit cannot work on an object store,
+so a bucket checkpoint uses orbax's commit-file protocol (train/checkpointing.py).
+
 Orbax 0.12.8 writes arrays to `gs://` through tensorstore's gcs driver but
 rejects `s3://`; `_patches` is the one place that reaches into its private
 API to fix that (pinned to that version, see tests/test_storage.py), installed
