@@ -182,7 +182,8 @@ def test_kill_during_checkpoint_upload_keeps_the_previous_checkpoint(s3, data, t
   assert keys and f'{prefix}commit_success.txt' not in keys, keys
   step, _ = final_state(s3, url)
   assert step == 2  # the half-written step 4 is not a checkpoint
-  print(f'killed during the upload of step 4: {len(keys)} objects of it in the bucket, newest complete '
+  print(f'killed during the upload of step 4: {len(keys)} objects of it in the bucket '
+        f'({", ".join(k[len(prefix):] for k in keys[:5])}), no commit_success.txt; newest complete '
         f'checkpoint: step {step}')
   resumed = run('packnet_jax.main', *train_args(data, url, 6), env=fresh_machine_env(s3, tmp_path))
   assert f'resumed from {url}/checkpoints at step 2' in resumed.stderr
