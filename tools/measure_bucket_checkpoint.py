@@ -1,6 +1,6 @@
 """Per-checkpoint write time and size of a PackNet01 + PoseNet TrainState: local folder, S3, GCS.
 
-  python tools/measure_bucket_checkpoint.py [--saves 3]
+  python tools/measure_bucket_checkpoint.py [--saves 3] [--where local,s3,gs]
 
 The buckets are the test suite's loopback servers (tests/bucket_servers.py:
 moto's S3 server, gcp-storage-emulator), so the figures measure the client
@@ -62,6 +62,7 @@ def measure(workdir, state, saves):
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--saves', type=int, default=3)
+  parser.add_argument('--where', default='local,s3,gs', help='comma-separated: local, s3, gs')
   args = parser.parse_args()
   import bucket_servers  # pylint: disable=import-outside-toplevel
   state, count = _state()
@@ -69,13 +70,16 @@ def main():
   print('| where | save (median of %d) | size | restore |' % args.saves)
   print('|---|---|---|---|')
   with tempfile.TemporaryDirectory() as tmp:
-    rows = [('local folder', lambda: measure(os.path.join(tmp, 'run'), state, args.saves))]
-    for name, server in (('s3:// (moto server, loopback)', bucket_servers.s3_server),
-                         ('gs:// (gcp-storage-emulator, loopback)', bucket_servers.gcs_server)):
+    where = args.where.split(',')
+    rows = [('local folder', lambda: measure(os.path.join(tmp, 'run'), state, args.saves))] \
+        if 'local' in where else []
+    for key, name, server in (('s3', 's3:// (moto server, loopback)', bucket_servers.s3_server),
+                              ('gs', 'gs:// (gcp-storage-emulator, loopback)', bucket_servers.gcs_server)):
       def run(server=server):
         with server() as srv, bucket_servers.client_env(srv):
           return measure(f'{srv.url}/run', state, args.saves)
-      rows.append((name, run))
+      if key in where:
+        rows.append((name, run))
     for name, fn in rows:
       seconds, size, restore = fn()
       print(f'| {name} | {seconds:.2f} s | {size / 2**20:.1f} MiB | {restore:.2f} s |', flush=True)
