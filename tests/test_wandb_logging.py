@@ -90,6 +90,7 @@ def train(data, workdir, max_steps, tmp_path):
   assert proc.returncode == 0, proc.stderr[-3000:]
 
 
+@pytest.mark.slow  # two training runs; the suite's 10 minutes go to the bucket round trip
 def test_offline_wandb_history_equals_tensorboard_and_resume_keeps_the_run(tmp_path):
   pytest.importorskip('wandb', reason='needs wandb (pip install -r requirements-wandb.txt)')
   data = make_synthetic_kitti(tmp_path / 'kitti_synth', 8, *SHAPE)
