@@ -189,6 +189,16 @@ def get_config():
       log_every_steps=50,
       image_every_steps=500,   # colour-mapped inverse depth next to the input
       progress_every_steps=100,
+      # Weights & Biases (reference: wandb.*; its dry_run=True default = enabled False). Process 0 logs
+      # the TensorBoard scalars and images; the run id is kept in <workdir>/wandb_run_id.txt.
+      wandb=ml_collections.ConfigDict(dict(
+          enabled=False,   # needs `pip install packnet-jax[wandb]`
+          project='',      # '' = WANDB_PROJECT (reference default)
+          entity='',       # '' = WANDB_ENTITY (reference default)
+          name='',         # run name ('' = W&B's generated one)
+          tags=(),         # run tags, e.g. ('kitti', 'packnet')
+          mode='',         # 'online' / 'offline' / 'disabled'; '' = WANDB_MODE or online
+      )),
   ))
 
   config.eval = ml_collections.ConfigDict(dict(

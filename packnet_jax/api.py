@@ -121,7 +121,7 @@ def load_model(path, dtype='float32', step=None):
   path = os.fspath(path)
   compute_dtype = registry.dtype(dtype)
   from packnet_jax.train import workdir  # pylint: disable=import-outside-toplevel
-  if os.path.isdir(path) and workdir.is_workdir(path):
+  if workdir.is_workdir(path):
     config = workdir.model_spec(workdir.read_config(path))
     variables, step = workdir.restore_networks(path, step)
     return PackNetModel(config, variables, dtype=compute_dtype, source=f'{path} (step {step})')

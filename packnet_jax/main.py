@@ -3,6 +3,9 @@ r"""Training entry point.
   python -m packnet_jax.main --config=configs/kitti.py --workdir=/tmp/kitti \
       [--config.optim.depth.lr=1e-4 ...]
 
+--workdir may be a bucket URL (gs://bucket/run, s3://bucket/run): the same
+command on a fresh machine resumes from the bucket (see utils/storage.py).
+
 Multi-host: pass --multihost (or set config.distributed.enabled=True); the
 coordinator address / process count / process id come from the flags below or,
 when omitted, from the cluster environment (SLURM, TPU pods, or
@@ -25,7 +28,8 @@ sys.path.insert(0, os.getcwd())
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Experiment config file (configs/*.py).',
                                 lock_config=True)
-flags.DEFINE_string('workdir', None, 'Checkpoints, TensorBoard summaries; resumed if it has checkpoints.')
+flags.DEFINE_string('workdir', None, 'Checkpoints, TensorBoard summaries; resumed if it has checkpoints. '
+                    'A folder or a bucket URL (gs://bucket/run, s3://bucket/run).')
 flags.DEFINE_bool('multihost', False, 'Call jax.distributed.initialize() before anything else.')
 flags.DEFINE_string('coordinator_address', '', 'host:port of process 0 (multi-host).')
 flags.DEFINE_integer('num_processes', -1, 'Number of processes (multi-host).')
@@ -79,6 +83,12 @@ def main(argv):
     config = FLAGS.config
     config_utils.validate_config(config)
     _maybe_enable_float64(config)
+    # A bucket URL is checked before the heavy imports: a bad one fails in seconds.
+    from packnet_jax.utils import storage  # pylint: disable=import-outside-toplevel
+    storage.use_bucket(FLAGS.workdir)
+    if config.logging.wandb.enabled:  # the optional package, before any data or model work
+      from packnet_jax.train import wandb_writer  # pylint: disable=import-outside-toplevel
+      wandb_writer.import_wandb()
   except OSError:
     path = config_flags.get_config_filename(FLAGS['config'])
     sys.exit(f'error: --config: cannot load {path!r} (a configs/*.py file with get_config(); '

@@ -49,7 +49,7 @@ def experiment_config(fv):
   from packnet_jax.train import workdir  # pylint: disable=import-outside-toplevel
   if fv.config is not None:
     return config_utils.validate_config(fv.config)
-  if os.path.isdir(fv.checkpoint) and workdir.is_workdir(fv.checkpoint):
+  if workdir.is_workdir(fv.checkpoint):
     return workdir.read_config(fv.checkpoint)
   raise ValueError('--config: required for a .ckpt or a converted directory (it names the dataset to '
                    'evaluate on, e.g. --config=configs/kitti.py)')

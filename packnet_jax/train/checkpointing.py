@@ -8,9 +8,11 @@
   step, epoch, config name). The data iterator position *is* `state.step`, and
   the per-step PRNG key is fold_in(state.rng, step), so a run restored from
   step s continues exactly as if it had not stopped.
-* Atomicity: orbax writes into a temporary directory and renames it only when
-  complete (`commit_success`), so a run killed mid-write leaves the previous
-  checkpoint as the latest one; unfinished temporaries are ignored on restore.
+* Atomicity: in a local folder orbax writes into a temporary directory and
+  renames it only when complete; in a bucket (no rename) it writes the step
+  folder in place and adds `commit_success.txt` last (`COMMIT_FILE`). Either
+  way a run killed mid-write leaves the previous checkpoint as the latest one;
+  unfinished writes are ignored on restore and removed by the next run.
 """
 import dataclasses
 import math
@@ -22,7 +24,11 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from packnet_jax.utils import _patches
+from packnet_jax.utils import storage
+
 CHECKPOINT_DIR = 'checkpoints'
+COMMIT_FILE = 'commit_success.txt'  # orbax's marker of a complete step folder in a bucket
 
 
 def create_manager(workdir, *, keep=5, async_save=True, best=None):
@@ -32,14 +38,21 @@ def create_manager(workdir, *, keep=5, async_save=True, best=None):
   best by the metric that `save` receives (orbax's BestN, next to LatestN: the newest
   checkpoints stay, so a resumed run starts from the newest); `manager.best_step()` is the best.
   """
-  directory = os.path.join(os.path.abspath(os.fspath(workdir)), CHECKPOINT_DIR)
+  directory = storage.join(storage.absolute(workdir), CHECKPOINT_DIR)
+  atomicity = None
+  if storage.scheme(directory) == 's3':
+    _patches.install_orbax_s3()
+  if storage.is_url(directory):  # object stores cannot rename a folder: commit file instead
+    atomicity = ocp.options.AtomicityOptions(mode=ocp.options.AtomicityMode.COMMIT_FILE)
   if best is None:
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=max(1, int(keep)), enable_async_checkpointing=bool(async_save), create=True)
+        max_to_keep=max(1, int(keep)), enable_async_checkpointing=bool(async_save), create=True,
+        atomicity_options=atomicity)
   else:
     policies = ocp.checkpoint_managers
     options = ocp.CheckpointManagerOptions(
         best_fn=best.value, best_mode=best.mode, enable_async_checkpointing=bool(async_save), create=True,
+        atomicity_options=atomicity,
         preservation_policy=policies.AnyPreservationPolicy([
             policies.LatestN(n=max(1, int(keep))),
             # Checkpoints saved without a validation (periodic ones) are LatestN's alone.
@@ -80,9 +93,17 @@ def _remove_partial_writes(directory):
 
   Done here, synchronously, rather than with orbax's own background clean-up, whose
   thread can outlive a run that stops early on bad input and print a traceback.
-  Orbax never treats these folders as checkpoints; removing them only frees disk.
+  Orbax never treats these folders as checkpoints; removing them only frees disk
+  (and, in a bucket, lets the step be written again: orbax will not write into an
+  existing step folder).
   """
-  if jax.process_index() != 0 or not os.path.isdir(directory):
+  if jax.process_index() != 0 or not storage.isdir(directory):
+    return
+  if storage.is_url(directory):
+    for name in storage.listdir(directory):
+      step = storage.join(directory, name)
+      if name.isdigit() and not storage.exists(storage.join(step, COMMIT_FILE)):
+        storage.rmtree(step)
     return
   for name in os.listdir(directory):
     if '.orbax-checkpoint-tmp' in name:

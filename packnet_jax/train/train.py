@@ -260,7 +260,7 @@ def train_and_evaluate(config, workdir):
   # Read the first batch before writing anything: bad data fails with nothing written.
   first_batch = next(train_iter) if start_step < total_steps else None
   workdir_lib.write_config(workdir, config)
-  writer = train_logging.create_writer(workdir)
+  writer = train_logging.create_writer(workdir, config=config)
   p_step = _compile_step(config, model, layout)
   global_batch = config.datasets.train.batch_size * jax.device_count()
   base_rng = jnp.asarray(state.rng)
@@ -344,6 +344,6 @@ def train_and_evaluate(config, workdir):
   if collapse_monitor.status_line():
     logging.warning('%s', collapse_monitor.status_line())
     print(collapse_monitor.status_line(), flush=True)
-  writer.flush()
+  writer.close()
   return TrainResult(state=host_state, eval_metrics=eval_results, history=list(reader.history),
                      collapsed_at=collapse_monitor.collapsed_at)

@@ -3,7 +3,8 @@
 `<workdir>/config.json` is the resolved experiment config, written when a run
 starts; `<workdir>/checkpoints/<step>/` are orbax checkpoints of the TrainState.
 Together they are all that `eval`, `infer`, `export` and `load_model` need, so
-nothing has to be told `--config` after training.
+nothing has to be told `--config` after training. The workdir may be a bucket
+URL (`gs://`, `s3://`): every path here goes through `utils.storage`.
 """
 import os
 
@@ -14,22 +15,29 @@ from packnet_jax.models import registry
 from packnet_jax.train import checkpointing
 from packnet_jax.utils import io as io_utils
 from packnet_jax.utils import metric_names
+from packnet_jax.utils import storage
 
 CONFIG_FILE = 'config.json'
 VALIDATION_FILE = 'validation.json'
 
 
 def is_workdir(path):
-  """Whether `path` looks like a training workdir (has config.json or checkpoints/)."""
-  path = os.fspath(path)
-  return os.path.isfile(os.path.join(path, CONFIG_FILE)) or \
-      os.path.isdir(os.path.join(path, checkpointing.CHECKPOINT_DIR))
+  """Whether `path` looks like a training workdir (has config.json or checkpoints/).
+
+  Raises:
+    ValueError: a bucket URL that cannot be reached (see `storage.use_bucket`).
+  """
+  path = storage.use_bucket(os.fspath(path), '--checkpoint')
+  if not (storage.is_url(path) or os.path.isdir(path)):
+    return False
+  return storage.isfile(storage.join(path, CONFIG_FILE)) or \
+      storage.isdir(storage.join(path, checkpointing.CHECKPOINT_DIR))
 
 
 def write_config(workdir, config):
   """Writes the resolved config (process 0, atomically)."""
   if jax.process_index() == 0:
-    io_utils.atomic_write_text(os.path.join(workdir, CONFIG_FILE), config_utils.to_json(config) + '\n')
+    io_utils.atomic_write_text(storage.join(workdir, CONFIG_FILE), config_utils.to_json(config) + '\n')
 
 
 def read_config(workdir):
@@ -38,12 +46,11 @@ def read_config(workdir):
   Raises:
     ValueError: no config.json (a workdir from before config.json existed), or a damaged one.
   """
-  path = os.path.join(os.fspath(workdir), CONFIG_FILE)
-  if not os.path.isfile(path):
+  path = storage.join(os.fspath(workdir), CONFIG_FILE)
+  if not storage.isfile(path):
     raise ValueError(f'{workdir}: no {CONFIG_FILE} (written by `python -m packnet_jax.main` when a run '
                      'starts); pass --config=<the experiment file> instead')
-  with open(path) as f:
-    return config_utils.from_json(f.read(), source=path)
+  return config_utils.from_json(storage.read_text(path), source=path)
 
 
 def best_checkpoints(config):
@@ -68,8 +75,8 @@ def restore_networks(workdir, step=None):
     ValueError: no checkpoints, no complete one, or `step` not among them.
   """
   import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
-  folder = os.path.join(os.path.abspath(os.fspath(workdir)), checkpointing.CHECKPOINT_DIR)
-  if not os.path.isdir(folder):
+  folder = storage.join(storage.absolute(workdir), checkpointing.CHECKPOINT_DIR)
+  if not storage.isdir(folder):
     raise ValueError(f'{workdir}: not a training workdir (no {checkpointing.CHECKPOINT_DIR}/ folder)')
   best = best_checkpoints(read_config(workdir)) if step == 'best' else None
   if step == 'best' and best is None:

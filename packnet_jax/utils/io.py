@@ -2,6 +2,8 @@
 
 A reader (or a crash) never sees a half-written file: `os.replace` within one
 filesystem is atomic, so the destination holds either the old or the new bytes.
+A bucket URL (`gs://`, `s3://`) needs no rename: one object PUT is atomic
+(`utils.storage`).
 """
 import contextlib
 import os
@@ -9,6 +11,8 @@ import shutil
 import tempfile
 
 import numpy as np
+
+from packnet_jax.utils import storage
 
 
 def _umask():
@@ -24,7 +28,12 @@ def default_permissions(path):
 
 
 def ensure_writable_dir(path, name='output'):
-  """Creates folder `path` if needed; ValueError naming it if it is not writable."""
+  """Creates folder `path` if needed; ValueError naming it if it is not writable.
+
+  A bucket URL is checked by `storage.use_bucket` instead (package, credentials, bucket).
+  """
+  if storage.is_url(path):
+    return storage.use_bucket(path, name)
   path = os.path.abspath(os.fspath(path))
   try:
     os.makedirs(path, exist_ok=True)
@@ -62,6 +71,9 @@ def atomic_path(path):
 
 def atomic_write_bytes(path, data):
   """Writes `data` (bytes) to `path` atomically."""
+  if storage.is_url(path):
+    storage.write_bytes(path, data)
+    return
   with atomic_path(path) as tmp:
     with open(tmp, 'wb') as f:
       f.write(data)
