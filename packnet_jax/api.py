@@ -120,7 +120,7 @@ def load_model(path, dtype='float32', step=None):
   """
   path = os.fspath(path)
   compute_dtype = registry.dtype(dtype)
-  from packnet_jax.train import workdir  # pylint: disable=import-outside-toplevel
+  from packnet_jax.workdir import run_files as workdir  # pylint: disable=import-outside-toplevel
   if workdir.is_workdir(path):
     config = workdir.model_spec(workdir.read_config(path))
     variables, step = workdir.restore_networks(path, step)

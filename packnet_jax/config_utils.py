@@ -97,7 +97,7 @@ def validate_config(config):
 
 
 def from_json(text, source='config.json'):
-  """A locked experiment config from the JSON a training run wrote (see `train.workdir`).
+  """A locked experiment config from the JSON a training run wrote (see `workdir.run_files`).
 
   Raises:
     ConfigError: damaged JSON, or a key/type the current schema does not have.

@@ -20,9 +20,9 @@ import time
 import numpy as np
 import pytest
 
-import bucket_servers
-from conftest import make_synthetic_kitti
-from conftest import single_device_env
+from lib import bucket_servers
+from lib.synthetic import make_synthetic_kitti
+from lib.env import single_device_env
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHAPE = (32, 96)
@@ -81,7 +81,7 @@ def train_args(data, workdir, max_steps, *extra):
 def final_state(server, workdir):
   """The newest checkpoint's full TrainState tree (numpy), read here through the storage layer."""
   import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
-  from packnet_jax.train import checkpointing  # pylint: disable=import-outside-toplevel
+  from packnet_jax.workdir import checkpoints as checkpointing  # pylint: disable=import-outside-toplevel
   from packnet_jax.utils import storage  # pylint: disable=import-outside-toplevel
   with bucket_servers.client_env(server):
     storage.use_bucket(str(workdir))

@@ -1,7 +1,7 @@
 """Checkpoint manager start-up: partial writes of a killed run are removed, complete ones kept."""
 import os
 
-from packnet_jax.train import checkpointing
+from packnet_jax.workdir import checkpoints as checkpointing
 
 
 def test_partial_writes_are_removed_and_complete_checkpoints_kept(tmp_path):

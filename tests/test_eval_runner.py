@@ -240,7 +240,9 @@ def test_load_training_workdir(tmp_path):
   """A workdir written by the trainer: config.json + checkpoints; newest step by default, or `step`."""
   from configs import demo
   from packnet_jax.models import registry
-  from packnet_jax.train import checkpointing, optim, train_state, workdir
+  from packnet_jax.train import optim, train_state
+  from packnet_jax.workdir import checkpoints as checkpointing
+  from packnet_jax.workdir import run_files as workdir
   net, depth_vars = random_depth_resnet18(seed=1)
   pose = registry.build_pose_net('PoseNet')
   pose_vars = jax.eval_shape(pose.init, jax.random.PRNGKey(0), jnp.zeros((1, 64, 64, 3)),

@@ -32,7 +32,7 @@ from packnet_jax.data import dataset_list
 from packnet_jax.eval import report
 from packnet_jax.utils import metric_names
 from packnet_jax.train import train
-from packnet_jax.train import workdir as workdir_lib
+from packnet_jax.workdir import run_files as workdir_lib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 KITTI_IMAGES = train_testlib.KITTI_SYNTH / '2011_09_26' / '2011_09_26_drive_0001_sync' / 'image_02' / 'data'

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-import bucket_servers
-from conftest import single_device_env
+from lib import bucket_servers
+from lib.env import single_device_env
 from packnet_jax.utils import storage
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from lib import tiny_training
-from packnet_jax.train import checkpointing
+from packnet_jax.workdir import checkpoints as checkpointing
 from packnet_jax.train import train
 
 

@@ -16,8 +16,8 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import make_synthetic_kitti
-from conftest import single_device_env
+from lib.synthetic import make_synthetic_kitti
+from lib.env import single_device_env
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHAPE = (32, 96)

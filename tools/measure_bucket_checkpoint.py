@@ -40,7 +40,7 @@ def _size(path):
 
 
 def measure(workdir, state, saves):
-  from packnet_jax.train import checkpointing  # pylint: disable=import-outside-toplevel
+  from packnet_jax.workdir import checkpoints as checkpointing  # pylint: disable=import-outside-toplevel
   from packnet_jax.utils import storage  # pylint: disable=import-outside-toplevel
   workdir = storage.use_bucket(workdir)
   manager = checkpointing.create_manager(workdir, keep=saves + 1, async_save=False)

@@ -46,7 +46,7 @@ def parse_flags(argv):
 def experiment_config(fv):
   """--config (validated) or, for a training workdir, the config.json it holds."""
   from packnet_jax import config_utils  # pylint: disable=import-outside-toplevel
-  from packnet_jax.train import workdir  # pylint: disable=import-outside-toplevel
+  from packnet_jax.workdir import run_files as workdir  # pylint: disable=import-outside-toplevel
   if fv.config is not None:
     return config_utils.validate_config(fv.config)
   if workdir.is_workdir(fv.checkpoint):

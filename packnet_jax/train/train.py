@@ -31,14 +31,14 @@ from packnet_jax.eval import predict as predict_lib
 from packnet_jax.eval import report
 from packnet_jax.eval import runner
 from packnet_jax.eval import split_eval
-from packnet_jax.train import checkpointing
+from packnet_jax.workdir import checkpoints as checkpointing
 from packnet_jax.train import collapse
 from packnet_jax.train import continue_from_ckpt
 from packnet_jax.train import logging as train_logging
 from packnet_jax.train import model_init
 from packnet_jax.train import optim
 from packnet_jax.train import train_step as train_step_lib
-from packnet_jax.train import workdir as workdir_lib
+from packnet_jax.workdir import run_files as workdir_lib
 from packnet_jax.parallel.device_layout import DeviceLayout
 from packnet_jax.parallel.device_layout import unshard
 from packnet_jax.train.train_state import TrainState

@@ -17,12 +17,12 @@ Why write into the bucket rather than sync a local folder to it (the reference's
 `aws s3 sync`): several hosts need one storage they all see for one orbax
 checkpoint, a preempted VM loses nothing that was committed, and no disk holds
 a second copy. Orbax's own rename-based commit cannot work on an object store,
-so a bucket checkpoint uses orbax's commit-file protocol (train/checkpointing.py).
+so a bucket checkpoint uses orbax's commit-file protocol (workdir/checkpoints.py).
 
 Orbax 0.12.8 writes arrays to `gs://` through tensorstore's gcs driver but
 rejects `s3://`; `_patches` is the one place that reaches into its private
 API to fix that (pinned to that version, see tests/test_storage.py), installed
-by `train.checkpointing` before it opens an `s3://` checkpoint folder.
+by `workdir.checkpoints` before it opens an `s3://` checkpoint folder.
 """
 import os
 import posixpath

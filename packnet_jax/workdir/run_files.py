@@ -12,7 +12,7 @@ import jax
 
 from packnet_jax import config_utils
 from packnet_jax.models import registry
-from packnet_jax.train import checkpointing
+from packnet_jax.workdir import checkpoints as checkpointing
 from packnet_jax.utils import io as io_utils
 from packnet_jax.utils import metric_names
 from packnet_jax.utils import storage

@@ -6,7 +6,7 @@ omits it, and tensorstore then fails with "Malformed StorageGeneration" when it
 reads back an OCDBT manifest. The handler table is built when the emulator's
 server module is imported, so the download handler is wrapped first.
 
-  python tests/_gcs_emulator.py <the emulator's own arguments>
+  python tests/lib/gcs_emulator.py <the emulator's own arguments>
 """
 import sys
 

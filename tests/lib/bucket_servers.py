@@ -121,7 +121,7 @@ def gcs_server():
     port = free_port()
     endpoint = f'http://127.0.0.1:{port}'
     with tempfile.TemporaryDirectory() as data:
-        launcher = os.path.join(os.path.dirname(os.path.abspath(__file__)), '_gcs_emulator.py')
+        launcher = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'gcs_emulator.py')
         args = [sys.executable, launcher, '-d', data, 'start', '-H', '127.0.0.1',
                 '--port', str(port), '--default-bucket', BUCKET, '-q']
         with _server(args, port) as proc:
