@@ -18,7 +18,7 @@ Layout:
               epochs, as the reference) and optional gradient clipping.
   datasets    augmentation shared by all splits, then train / validation / test.
   arch        seed and length of training.
-  train       step-level behaviour (non-finite steps, test hooks).
+  train       step-level behaviour (non-finite steps, the collapse report).
   checkpoint  orbax checkpoints in --workdir (periodic, final, keep-last-N and best-K, resume).
   logging     clu metric writers (scalars, images) and progress reports.
   eval        periodic validation.
@@ -162,8 +162,6 @@ def get_config():
       # Stop after this many consecutive steps with a non-finite loss/gradient
       # (each such step is skipped: parameters and optimiser state are kept).
       max_consecutive_nonfinite=10,
-      # Test hook: steps whose loss is multiplied by NaN inside the train step.
-      inject_nonfinite_steps=(),
       # Depth-collapse report (train/collapse.py): a constant inverse depth (per-image std/mean
       # below collapse_spread) with a vanished depth gradient (global norm below
       # collapse_grad_norm) for collapse_patience consecutive steps; 0 patience = off.

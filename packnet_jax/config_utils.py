@@ -96,6 +96,11 @@ def validate_config(config):
   return config
 
 
+# Keys that configs/default.py no longer has but a workdir written before their removal holds in its
+# config.json (written from the defaults, so dropping them keeps that run's config): (section, key).
+RETIRED_KEYS = (('train', 'inject_nonfinite_steps'),)
+
+
 def from_json(text, source='config.json'):
   """A locked experiment config from the JSON a training run wrote (see `workdir.run_files`).
 
@@ -106,6 +111,9 @@ def from_json(text, source='config.json'):
     values = json.loads(text)
   except ValueError as e:
     raise ConfigError(f'{source}: damaged JSON ({e})') from None
+  for section, key in RETIRED_KEYS:
+    if isinstance(values, dict) and isinstance(values.get(section), dict):
+      values[section].pop(key, None)
   config = default_config()
   try:
     config.update(values)

@@ -1,5 +1,6 @@
 """Experiment configs load, validate, override from the command line, and fail in one line."""
 import importlib
+import json
 import pathlib
 import subprocess
 import sys
@@ -100,6 +101,17 @@ def test_json_round_trip_restores_the_config():
   assert isinstance(restored.datasets.augmentation.image_shape, tuple)
   with pytest.raises(config_utils.ConfigError, match='does not match'):
     config_utils.from_json('{"optim": {"lrr": 1}}', source='w/config.json')
+
+
+def test_json_of_an_older_workdir_with_a_retired_key_loads():
+  """A workdir written while train.inject_nonfinite_steps existed still evaluates and resumes."""
+  config = importlib.import_module('configs.demo').get_config()
+  old = json.loads(config_utils.to_json(config))
+  old['train']['inject_nonfinite_steps'] = []
+  assert config_utils.from_json(json.dumps(old)).to_dict() == config.to_dict()
+  old['train']['inject_nonfinite_stepz'] = []
+  with pytest.raises(config_utils.ConfigError, match='does not match'):
+    config_utils.from_json(json.dumps(old), source='w/config.json')
 
 
 def test_dataset_config_merges_augmentation_and_split():

@@ -1,14 +1,15 @@
 """Training reliability: kill and resume, non-finite steps, determinism.
 
-Every run is the real command line (`python -m packnet_jax.main
---config=configs/demo.py`) in a subprocess, shrunk to a few seconds per step:
-the vendored kitti_synth tree (4 training samples), 32×96 images, one sample
-per device on the 2 fake CPU devices, no validation, no images. Every run
-makes the loss NaN at steps 1-3 (the config test hook
-`train.inject_nonfinite_steps`), so all of them run one and the same compiled
-step, which the session's persistent XLA compilation cache (conftest.py) lets
-only the first run compile, and compiles without XLA's expensive CPU
-optimisations (lib.env.FAST_COMPILE_FLAGS). (A resumed run still goes through the same code
+Every run is the real command line (`packnet_jax.main --config=configs/demo.py`)
+in a subprocess, shrunk to a few seconds per step: the vendored kitti_synth tree
+(4 training samples), 32×96 images, one sample per device on the 2 fake CPU
+devices, no validation, no images. Every run makes the loss NaN at steps 1-3
+(main is started by the test-only runner lib/main_with_nonfinite.py, as `python
+-m packnet_jax.main` starts it, with the train step wrapped by
+lib/nonfinite.py), so all of them run one and the same compiled step, which the
+session's persistent XLA compilation cache (conftest.py) lets only the first run
+compile, and compiles without XLA's expensive CPU optimisations
+(lib.env.FAST_COMPILE_FLAGS). (A resumed run still goes through the same code
 path as a fresh one: restore, then the first step; a first-step executable that
 differed from the later steps' would still show up as a different final state.)
 
@@ -47,6 +48,9 @@ STEPS = 12
 EVERY = 3
 NONFINITE_STEPS = (1, 2, 3)   # the steps (0-based state.step) whose loss every run makes NaN
 RUN_TIMEOUT_S = 600
+# `python -m packnet_jax.main` with NONFINITE_STEPS NaN (every run).
+NONFINITE_MAIN = (sys.executable, str(REPO / 'tests' / 'lib' / 'main_with_nonfinite.py'),
+                  '--nonfinite_steps=' + ','.join(map(str, NONFINITE_STEPS)))
 _LOGGED_STEP = re.compile(r'\[(\d+)\] .*train/loss=')
 _RESUMED = re.compile(r'resumed from .* at step (\d+)')
 
@@ -59,8 +63,7 @@ def tiny_args(workdir, *overrides):
           '--config.datasets.train.batch_size=1', f'--config.arch.max_steps={STEPS}',
           f'--config.checkpoint.every_steps={EVERY}', '--config.checkpoint.every_epochs=0',
           '--config.checkpoint.keep=2', '--config.logging.image_every_steps=0',
-          '--config.logging.log_every_steps=1',
-          f'--config.train.inject_nonfinite_steps={NONFINITE_STEPS}', *overrides]
+          '--config.logging.log_every_steps=1', *overrides]
 
 
 @pytest.fixture(scope='module')
@@ -73,7 +76,7 @@ def env():
 def start(env, workdir, log, *overrides):
   """Starts a training run; stdout+stderr go to `log`."""
   out = open(log, 'ab')  # pylint: disable=consider-using-with
-  proc = subprocess.Popen([sys.executable, '-m', 'packnet_jax.main', *tiny_args(workdir, *overrides)],
+  proc = subprocess.Popen([*NONFINITE_MAIN, *tiny_args(workdir, *overrides)],
                           cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
   out.close()
   return proc
@@ -247,7 +250,7 @@ def test_sigkill_during_checkpoint_write_and_at_random_step_then_resume(env, ref
 @pytest.mark.slow
 def test_nonfinite_steps_are_skipped_counted_and_stop_the_run(env, tmp_path):
   workdir = tmp_path / 'work'
-  assert NONFINITE_STEPS == (1, 2, 3)   # every run injects them (tiny_args); this one stops after 3
+  assert NONFINITE_STEPS == (1, 2, 3)   # every run has them (NONFINITE_MAIN); this one stops after 3
   rc, log = run(env, workdir, tmp_path / 'log.txt',
                 '--config.train.max_consecutive_nonfinite=3', '--config.checkpoint.every_steps=1',
                 '--config.checkpoint.keep=3', '--config.checkpoint.async_save=false')

@@ -12,6 +12,7 @@ import jax
 import numpy as np
 import pytest
 
+from lib import nonfinite
 from lib import tiny_training
 from packnet_jax.workdir import checkpoints as checkpointing
 from packnet_jax.train import train
@@ -105,15 +106,15 @@ def test_semisup_and_velsup_train(tmp_path, model, term, monkeypatch):
   assert list(tmp_path.glob('events.out.tfevents.*'))
 
 
-# Both non-finite tests inject the same steps, so they run one compiled step (through the cache).
+# Both non-finite tests make the same steps NaN (lib/nonfinite.py): one compiled step (through the cache).
 NONFINITE_STEPS = (2, 3)
 
 
-def test_nonfinite_steps_stop_the_run(tmp_path):
+def test_nonfinite_steps_stop_the_run(monkeypatch, tmp_path):
   """Steps 2 and 3 are NaN, the limit is 2: the run stops at step 3 with the step and the terms; every
   step was checkpointed, none holds a non-finite value, and the skipped updates changed nothing."""
   config = tiny_training.tiny_config(max_steps=6)
-  config.train.inject_nonfinite_steps = NONFINITE_STEPS
+  nonfinite.install(monkeypatch, NONFINITE_STEPS)
   config.train.max_consecutive_nonfinite = 2
   config.checkpoint.every_steps = 1
   with pytest.raises(train.NonFiniteLossError, match=r'^step 3: stopping after 2 consecutive .*non-finite: '
@@ -153,9 +154,9 @@ def test_main_reports_a_nonfinite_stop_in_one_line(monkeypatch, tmp_path):
   assert str(exit_info.value.code) == f'error: {message}'
 
 
-def test_nonfinite_steps_below_the_limit_are_skipped(tmp_path):
+def test_nonfinite_steps_below_the_limit_are_skipped(monkeypatch, tmp_path):
   config = tiny_training.tiny_config(max_steps=6)
-  config.train.inject_nonfinite_steps = NONFINITE_STEPS
+  nonfinite.install(monkeypatch, NONFINITE_STEPS)
   config.train.max_consecutive_nonfinite = 3
   result = train.train_and_evaluate(config, tmp_path)
   assert [np.isfinite(h['loss']) for h in result.history] == [True, True, False, False, True, True]

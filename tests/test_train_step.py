@@ -10,6 +10,7 @@ import numpy as np
 import optax
 import pytest
 
+from lib import nonfinite
 from lib import tiny_training
 from packnet_jax.losses import objective
 from packnet_jax.models import sfm_model
@@ -71,7 +72,9 @@ def _compiled(version='', sgd=False, pmapped=False, inject=()):
   """Compiled train steps, shared by the tests (compiling dominates their run time)."""
   model, _ = _setup(version, sgd)
   fn = ts.make_train_step(model, LOSS_OPTIONS, flip_lr_prob=0.5,
-                          axis_name=device_layout.AXIS_NAME if pmapped else None, inject_nonfinite_steps=inject)
+                          axis_name=device_layout.AXIS_NAME if pmapped else None)
+  if inject:
+    fn = nonfinite.nan_at_steps(fn, inject)
   return ts.pmap_train_step(fn) if pmapped else jax.jit(fn)
 
 

@@ -109,8 +109,7 @@ def create_train_state(config, model, steps_per_epoch, load_weights=True):
 def _compile_step(config, model, layout):
   step_fn = train_step_lib.make_train_step(
       model, model_init.loss_options(config), flip_lr_prob=config.model.loss.flip_lr_prob,
-      axis_name=train_step_lib.AXIS_NAME if layout.replicated else None,
-      inject_nonfinite_steps=tuple(config.train.inject_nonfinite_steps))
+      axis_name=train_step_lib.AXIS_NAME if layout.replicated else None)
   if layout.replicated:
     return train_step_lib.pmap_train_step(step_fn)
   return train_step_lib.jit_train_step(step_fn)

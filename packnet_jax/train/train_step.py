@@ -73,15 +73,7 @@ def cast_floats(batch, dtype):
           for k, v in batch.items()}
 
 
-def _inject_nonfinite(loss, step, steps):
-  """Test hook: makes the loss NaN at the listed steps."""
-  if not steps:
-    return loss
-  hit = jnp.any(step == jnp.asarray(tuple(steps), jnp.int32))
-  return loss * jnp.where(hit, jnp.nan, 1.0).astype(loss.dtype)
-
-
-def make_train_step(model, loss_options, *, flip_lr_prob=0.5, axis_name=None, inject_nonfinite_steps=()):
+def make_train_step(model, loss_options, *, flip_lr_prob=0.5, axis_name=None):
   """Builds the pure train step.
 
   Args:
@@ -89,7 +81,6 @@ def make_train_step(model, loss_options, *, flip_lr_prob=0.5, axis_name=None, in
     loss_options: `objective.LossOptions`.
     flip_lr_prob: probability of the depth-net flip augmentation.
     axis_name: pmap axis to average over (None on one device).
-    inject_nonfinite_steps: test hook, steps whose loss is made NaN.
 
   Returns:
     train_step(state, batch, rng) -> (new_state, metrics dict of scalars).
@@ -112,7 +103,6 @@ def make_train_step(model, loss_options, *, flip_lr_prob=0.5, axis_name=None, in
           variables, batch['rgb'], rgb_context, flip=flip, train=True,
           mutable=['batch_stats'], rngs={'dropout': dropout_rng})
       loss, metrics = objective.sfm_loss(inv_depths, poses, batch, loss_options)
-      loss = _inject_nonfinite(loss, state.step, inject_nonfinite_steps)
       metrics = dict(metrics, **{collapse.SPREAD_METRIC: collapse.inv_depth_spread(
           jax.lax.stop_gradient(inv_depths[0]))})
       return loss, (metrics, updates.get('batch_stats', {}))
