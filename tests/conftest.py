@@ -83,6 +83,8 @@ def pytest_collection_modifyitems(config, items):
 LONGEST_FILES_FIRST = (
     'test_reliability_training.py',
     'test_cli_one_device_end_to_end.py',
+    'test_multi_dataset.py',
+    'test_bucket_workdir.py',
     'test_reliability_bad_input.py',
     'test_photometric_loss.py',
     'test_training_noise.py',

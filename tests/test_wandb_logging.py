@@ -81,7 +81,7 @@ def train(data, workdir, max_steps, tmp_path):
   args = [f'--config=configs/demo.py:{data}', f'--workdir={workdir}',
           f'--config.datasets.augmentation.image_shape=({SHAPE[0]},{SHAPE[1]})',
           '--config.datasets.train.batch_size=2', f'--config.arch.max_steps={max_steps}',
-          '--config.eval.every_steps=-1', '--config.checkpoint.every_steps=2',
+          '--config.eval.schedule=off', '--config.checkpoint.every_steps=2',
           '--config.logging.log_every_steps=1', '--config.logging.image_every_steps=2',
           '--config.logging.wandb.enabled=True', '--config.logging.wandb.project=packnet-test',
           "--config.logging.wandb.tags=('ci','demo')"]

@@ -2,21 +2,24 @@
 
   python tools/measure_bucket_checkpoint.py [--saves 3] [--where local,s3,gs]
 
-The buckets are the test suite's loopback servers (tests/bucket_servers.py:
+The buckets are the test suite's loopback servers (tests/lib/bucket_servers.py:
 moto's S3 server, gcp-storage-emulator), so the figures measure the client
 side and the protocol (orbax + tensorstore + fsspec), not a network. Each save
 is synchronous (what an async save costs the writer thread in the background).
 Needs requirements-cloud.txt.
 """
-import argparse
 import os
 import statistics
 import sys
 import tempfile
 import time
+import types
+
+from absl import flags
+
+from packnet_jax import cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [ROOT, os.path.join(ROOT, 'tests')]
 
 
 def _state():
@@ -59,18 +62,27 @@ def measure(workdir, state, saves):
   return statistics.median(times), size, restore
 
 
-def main():
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument('--saves', type=int, default=3)
-  parser.add_argument('--where', default='local,s3,gs', help='comma-separated: local, s3, gs')
-  args = parser.parse_args()
-  import bucket_servers  # pylint: disable=import-outside-toplevel
+def parse_args(argv):
+  fv = flags.FlagValues()
+  flags.DEFINE_integer('saves', 3, 'checkpoints saved per place (the median is reported)', lower_bound=1,
+                       flag_values=fv)
+  flags.DEFINE_list('where', ['local', 's3', 'gs'], 'places: local, s3, gs', flag_values=fv)
+  fv(argv)
+  return types.SimpleNamespace(**fv.flag_values_dict())
+
+
+def _run(args):
+  unknown = sorted(set(args.where) - {'local', 's3', 'gs'})
+  if unknown:
+    raise ValueError(f'--where: expected local, s3 or gs, got {unknown}')
+  sys.path.insert(0, os.path.join(ROOT, 'tests'))   # the suite's loopback servers (tests/lib)
+  from lib import bucket_servers  # pylint: disable=import-outside-toplevel
   state, count = _state()
   print(f'PackNet01 + PoseNet TrainState: {count / 1e6:.2f} M parameters (+ Adam moments)')
   print('| where | save (median of %d) | size | restore |' % args.saves)
   print('|---|---|---|---|')
   with tempfile.TemporaryDirectory() as tmp:
-    where = args.where.split(',')
+    where = args.where
     rows = [('local folder', lambda: measure(os.path.join(tmp, 'run'), state, args.saves))] \
         if 'local' in where else []
     for key, name, server in (('s3', 's3:// (moto server, loopback)', bucket_servers.s3_server),
@@ -83,7 +95,13 @@ def main():
     for name, fn in rows:
       seconds, size, restore = fn()
       print(f'| {name} | {seconds:.2f} s | {size / 2**20:.1f} MiB | {restore:.2f} s |', flush=True)
+  return 0
+
+
+def main(argv=None):
+  """CLI entry point; argv has the program name first (default: sys.argv)."""
+  return cli.run_main(parse_args, _run, argv)
 
 
 if __name__ == '__main__':
-  main()
+  sys.exit(main())
