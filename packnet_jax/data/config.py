@@ -197,7 +197,7 @@ def make_train_iterator(dataset_config, *, batch_size=1, num_devices=None, seed=
     source: the split's SampleSource if the caller has built it already
       (`build_source(dataset_config, 'train', seed)`; building scans the
       split from disk, so build it once and pass it here).
-    threads: None → tf.data's AUTOTUNE; an int pins loading to that many
+    threads: None → tf.data's default parallelism; an int pins loading to that many
       threads.
 
   Returns:

@@ -19,8 +19,9 @@ dropped or counted twice. GT depth may differ in size between samples
 batch and `depth_hw` [.., 2] gives each map's true (H, W).
 
 Loading runs Python (PIL decode, LANCZOS, the jitter parameter draws)
-inside `tf.numpy_function` with `num_parallel_calls=AUTOTUNE`; PIL releases
-the GIL for decoding/resizing, so threads scale. The colour jitter itself
+inside `tf.numpy_function` on tf.data's default parallelism (one call per
+core, at most 16); PIL releases the GIL for decoding/resizing, so threads
+scale. The colour jitter itself
 runs in the train step (`packnet_jax.data.jitter`): train batches carry the
 originals and the per-sample jitter parameters (int32 / float32 arrays).
 Images leave Python as uint8 and become float32 (x/255, the same numbers as ToTensor) after batching, which
@@ -114,10 +115,13 @@ def _options(deterministic, threads=None):
   options = tf.data.Options()
   options.deterministic = deterministic
   options.experimental_optimization.map_parallelization = True
+  # No autotuning: AUTOTUNE parallelism stays at tf.data's default (the cores, at most 16), as fast for
+  # these loaders, and without the autotune thread that holds up every iterator's deletion for up to
+  # its optimisation period (seconds; docs/performance.md, "Data pipeline").
+  options.autotune.enabled = False
   if threads:  # Pin the pipeline to `threads` threads (benchmarks per core).
     options.threading.private_threadpool_size = int(threads)
     options.threading.max_intra_op_parallelism = 1
-    options.autotune.enabled = False
   return options
 
 
@@ -149,7 +153,7 @@ def make_train_dataset(source, *, per_device_batch, num_devices=None, seed=0, sh
                        process_index=None, process_count=None, deterministic=True, prefetch=2, threads=None):
   """Infinite training tf.data.Dataset of [D, B, ...] batches (see module doc).
 
-  threads: None lets tf.data size its thread pool (AUTOTUNE); an int pins
+  threads: None lets tf.data size its thread pool; an int pins
   the loading to that many threads (used to measure samples/s per core).
   """
   process_index, process_count = _default_process(process_index, process_count)

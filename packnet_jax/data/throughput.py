@@ -16,7 +16,7 @@ reports:
 
 A sample is one target frame with its contexts (each frame is decoded once).
 `threads=1` pins the loading to one tf.data thread (the default here, so the
-figures are per core); `threads=None` lets tf.data AUTOTUNE.
+figures are per core); `threads=None` uses tf.data's default parallelism.
 """
 import gc
 import logging
@@ -35,7 +35,7 @@ def benchmark_pipeline(dataset_config, *, batch_size=4, num_devices=1, num_batch
       prepared records).
     batch_size, num_devices: batch shape [num_devices, batch_size].
     num_batches: timed batches, after `warmup` untimed ones.
-    threads: tf.data threads (None = AUTOTUNE).
+    threads: tf.data threads (None = tf.data's default parallelism).
 
   Returns:
     dict of the figures above plus 'images_per_s' / 'images' (= samples_per_s
