@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from lib import bucket_servers
+from lib.synthetic import ONE_DEVICE_DEMO_FRAMES
 from lib.synthetic import make_synthetic_kitti
 from lib.env import single_device_env
 
@@ -50,7 +51,7 @@ def gcs():
 
 @pytest.fixture(scope='module')
 def data(tmp_path_factory):
-  return make_synthetic_kitti(tmp_path_factory.mktemp('bucket') / 'kitti_synth', 8, *SHAPE)
+  return make_synthetic_kitti(tmp_path_factory.mktemp('bucket') / 'kitti_synth', ONE_DEVICE_DEMO_FRAMES, *SHAPE)
 
 
 def fresh_machine_env(server, tmp_path):

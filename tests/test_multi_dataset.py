@@ -140,7 +140,7 @@ def test_checkpoint_monitor_names_and_modes():
 def trees(tmp_path_factory):
   """Synthetic KITTI and DDAD trees (the generators users run) and an image folder."""
   root = tmp_path_factory.mktemp('multi')
-  make_synthetic_kitti(root / 'kitti', 12, 32, 96)
+  make_synthetic_kitti(root / 'kitti', 12, 32, 96)   # 6 training samples + the folder's 4: 5 steps per epoch
   subprocess.run([sys.executable, str(ROOT / 'tools' / 'make_synthetic_ddad.py'), '--output', str(root / 'ddad'),
                   '--frames', '6', '--val_frames', '3', '--height', '32', '--width', '96'],
                  check=True, capture_output=True)

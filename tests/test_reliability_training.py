@@ -1,9 +1,12 @@
 """Training reliability: kill and resume, non-finite steps, determinism.
 
 Every run is the real command line (`packnet_jax.main --config=configs/demo.py`)
-in a subprocess, shrunk to a few seconds per step: the vendored kitti_synth tree
-(4 training samples), 32×96 images, one sample per device on the 2 fake CPU
-devices, no validation, no images. Every run makes the loss NaN at steps 1-3
+in a subprocess, shrunk to a fraction of a second per step: the vendored
+kitti_synth tree (4 training samples), 32×96 images, one sample per device on the
+2 fake CPU devices, no validation, no images, and lib.tiny_training's
+TinyDepthNet with its BatchNorm (version 'bn') as the depth net next to the real
+PoseNet: what is tested is the loop and its checkpoints, and the tiny net compiles
+in a fraction of DepthResNet18's time. Every run makes the loss NaN at steps 1-3
 (main is started by the test-only runner lib/main_with_nonfinite.py, as `python
 -m packnet_jax.main` starts it, with the train step wrapped by
 lib/nonfinite.py), so all of them run one and the same compiled step, which the
@@ -57,6 +60,7 @@ _RESUMED = re.compile(r'resumed from .* at step (\d+)')
 
 def tiny_args(workdir, *overrides):
   return ['--config=configs/demo.py', f'--workdir={workdir}',
+          '--config.model.depth_net.name=TinyDepthNet', '--config.model.depth_net.version=bn',
           f'--config.datasets.train.path={KITTI_SYNTH}', '--config.datasets.train.split=split.txt',
           '--config.datasets.validation.path=', '--config.datasets.augmentation.image_shape=(32, 96)',
           '--config.datasets.augmentation.jittering=()',  # the demo's jitter is not what is tested here

@@ -37,9 +37,7 @@ def compilation_cache():
 @pytest.fixture(autouse=True)
 def fast_compile(monkeypatch):
   """The loop's step compiles with the cheap XLA options (lib.env): the loop is what is checked."""
-  for name in ('jit_train_step', 'pmap_train_step'):
-    make = getattr(train.train_step_lib, name)
-    monkeypatch.setattr(train.train_step_lib, name, lambda fn, make=make: tiny_training.fast_compiling(make(fn)))
+  tiny_training.compile_loop_steps_fast(monkeypatch)
 
 
 def _leaves(tree):

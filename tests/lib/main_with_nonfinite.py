@@ -5,6 +5,9 @@
 The test-only stand-in for the real command line in the tests of the non-finite
 path (lib/nonfinite.py makes the steps NaN): the flag is taken out of argv
 before absl parses main's flags, then main starts as its module entry point does.
+It also registers lib.tiny_training's TinyDepthNet, so a test of the training
+loop can run `--config.model.depth_net.name=TinyDepthNet` at a fraction of a real
+depth net's compile time.
 """
 import pathlib
 import sys
@@ -27,7 +30,9 @@ def split_argv(argv):
 if __name__ == '__main__':
   steps, sys.argv = split_argv(sys.argv)
   from lib import nonfinite  # pylint: disable=import-outside-toplevel
+  from lib import tiny_training  # pylint: disable=import-outside-toplevel
   from packnet_jax import main  # pylint: disable=import-outside-toplevel
   from packnet_jax.train import train_step  # pylint: disable=import-outside-toplevel
   train_step.make_train_step = nonfinite.make_train_step(steps)
+  tiny_training.register_tiny_net()
   main.run()

@@ -5,7 +5,8 @@ one in eval mode) at a fraction of DepthResNet's compile time; `version='bn'`
 adds a BatchNorm so the cross-device statistics handling can be tested.
 `tiny_config()` trains it with the real PoseNet on the vendored kitti_synth tree.
 `fast_compiling(jitted)` compiles a jitted or pmapped step with the cheap XLA
-options of lib.env at its first call (what these tests check is the loop).
+options of lib.env at its first call (what these tests check is the loop);
+`compile_loop_steps_fast(monkeypatch)` makes the training loop build its steps so.
 """
 import pathlib
 from typing import Any
@@ -87,3 +88,11 @@ def fast_compiling(jitted):
       compiled.append(jitted.lower(*args).compile(compiler_options=FAST_COMPILE_OPTIONS))
     return compiled[0](*args)
   return call
+
+
+def compile_loop_steps_fast(monkeypatch):
+  """The training loop's jitted / pmapped steps compile with lib.env.FAST_COMPILE_OPTIONS (for this test)."""
+  from packnet_jax.train import train_step  # pylint: disable=import-outside-toplevel
+  for name in ('jit_train_step', 'pmap_train_step'):
+    make = getattr(train_step, name)
+    monkeypatch.setattr(train_step, name, lambda fn, make=make: fast_compiling(make(fn)))
