@@ -17,6 +17,7 @@ import jax.numpy as jnp
 
 from packnet_jax.geometry.pose import pose_vec_to_mat
 from packnet_jax.geometry.sampling import resize_nearest_torch
+from packnet_jax.utils import xla_flags
 from packnet_jax.utils.dtypes import param_dtype
 
 
@@ -73,14 +74,27 @@ class SfmModel(nn.Module):
     return inv_depths, poses
 
 
-def init_variables(model, rng, image_shape, num_context=2, batch_size=1):
-  """Initialises the model's variables on zero inputs of the given image shape.
-
-  Jitted: one compiled program instead of thousands of eager operations.
-  """
+def _init_inputs(model, image_shape, num_context, batch_size):
   h, w = image_shape
   rgb = jnp.zeros((batch_size, h, w, 3), jnp.float32)
   ctx = jnp.zeros((batch_size, num_context, h, w, 3), jnp.float32) if model.pose_net is not None else None
-  variables = jax.jit(functools.partial(model.init, train=False))(rng, rgb, ctx)
+  return rgb, ctx
+
+
+def init_variables(model, rng, image_shape, num_context=2, batch_size=1):
+  """Initialises the model's variables on zero inputs of the given image shape.
+
+  One compiled program (instead of thousands of eager operations), compiled as a
+  program that runs once (`xla_flags.run_once`).
+  """
+  rgb, ctx = _init_inputs(model, image_shape, num_context, batch_size)
+  variables = xla_flags.run_once(functools.partial(model.init, train=False), rng, rgb, ctx)
+  return {k: v for k, v in variables.items()}
+
+
+def variable_shapes(model, image_shape, num_context=2, batch_size=1):
+  """`init_variables`'s result as jax.ShapeDtypeStructs, from shapes alone (nothing compiles or runs)."""
+  rgb, ctx = _init_inputs(model, image_shape, num_context, batch_size)
+  variables = jax.eval_shape(functools.partial(model.init, train=False), jax.random.PRNGKey(0), rgb, ctx)
   return {k: v for k, v in variables.items()}
 

@@ -60,14 +60,23 @@ def init_variables(model, config, rng, image_shape, load_weights=True):
   `load_weights=False` skips both (a run resuming from its own checkpoint overwrites them anyway,
   and must not need the weight files again).
   """
-  variables = jax.device_get(sfm_model.init_variables(
-      model, rng, image_shape, num_context=max(1, num_contexts(config))))
-  variables = {'params': variables['params'], 'batch_stats': variables.get('batch_stats', {})}
+  variables = _params_and_batch_stats(jax.device_get(sfm_model.init_variables(
+      model, rng, image_shape, num_context=max(1, num_contexts(config)))))
   if not load_weights:
     return variables
   # 'pt' versions: torchvision ImageNet weights in the ResNet encoders (a checkpoint below still wins).
   variables = imagenet_init.apply_imagenet_encoders(variables, config)
   return load_pretrained(variables, config)
+
+
+def variable_shapes(model, config, image_shape):
+  """`init_variables`'s tree as jax.ShapeDtypeStructs, from shapes alone (nothing compiles or runs)."""
+  return _params_and_batch_stats(sfm_model.variable_shapes(model, image_shape,
+                                                           num_context=max(1, num_contexts(config))))
+
+
+def _params_and_batch_stats(variables):
+  return {'params': variables['params'], 'batch_stats': variables.get('batch_stats', {})}
 
 
 def _read_weights(path):

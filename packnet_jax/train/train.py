@@ -83,6 +83,13 @@ def _steps_per_epoch(config, num_samples):
   return steps
 
 
+def _image_shape(config):
+  image_shape = tuple(config.datasets.augmentation.image_shape)
+  if not image_shape:
+    raise ValueError("config key 'datasets.augmentation.image_shape': expected (H, W), got ()")
+  return image_shape
+
+
 def create_train_state(config, model, steps_per_epoch, load_weights=True):
   """Fresh TrainState on the host, and the lr schedules.
 
@@ -91,10 +98,7 @@ def create_train_state(config, model, steps_per_epoch, load_weights=True):
   """
   rng = jax.random.PRNGKey(config.arch.seed)
   init_rng, state_rng = jax.random.split(rng)
-  image_shape = tuple(config.datasets.augmentation.image_shape)
-  if not image_shape:
-    raise ValueError("config key 'datasets.augmentation.image_shape': expected (H, W), got ()")
-  variables = model_init.init_variables(model, config, init_rng, image_shape, load_weights=load_weights)
+  variables = model_init.init_variables(model, config, init_rng, _image_shape(config), load_weights=load_weights)
   tx, schedules = optim.optimizer_from_config(config.optim, steps_per_epoch)
   state = TrainState.create(params=variables['params'], batch_stats=variables['batch_stats'],
                             tx=tx, rng=state_rng)
@@ -104,6 +108,19 @@ def create_train_state(config, model, steps_per_epoch, load_weights=True):
     state = continue_from_ckpt.continue_training(state, config.model.checkpoint_path,
                                                  steps_per_epoch)
   return jax.device_get(state), schedules
+
+
+def restore_template(config, model, steps_per_epoch):
+  """Zeros with the structure, shapes and dtypes of `create_train_state`'s state, and the lr schedules.
+
+  What a run about to restore its own checkpoint restores into: built from shapes alone
+  (`jax.eval_shape`), so a resumed run never compiles or runs the random initialisation.
+  """
+  variables = model_init.variable_shapes(model, config, _image_shape(config))
+  tx, schedules = optim.optimizer_from_config(config.optim, steps_per_epoch)
+  shapes = jax.eval_shape(lambda v, rng: TrainState.create(params=v['params'], batch_stats=v['batch_stats'],
+                                                           tx=tx, rng=rng), variables, jax.random.PRNGKey(0))
+  return jax.tree_util.tree_map(lambda s: np.zeros(s.shape, s.dtype), shapes), schedules
 
 
 def _compile_step(config, model, layout):
@@ -246,10 +263,12 @@ def train_and_evaluate(config, workdir):
   manager = checkpointing.create_manager(workdir, keep=config.checkpoint.keep,
                                          async_save=config.checkpoint.async_save, best=best)
   resuming = manager.latest_step() is not None
-  state, schedules = create_train_state(config, model, steps_per_epoch, load_weights=not resuming)
   if resuming:
+    state, schedules = restore_template(config, model, steps_per_epoch)
     state, meta = checkpointing.restore(manager, state)
     logging.info('resumed from %s at step %d', manager.directory, meta.get('step', -1))
+  else:
+    state, schedules = create_train_state(config, model, steps_per_epoch)
   start_step = int(state.step)
   meta = {'name': config.name, 'steps_per_epoch': steps_per_epoch}
 

@@ -10,6 +10,10 @@ ignore these options, so the program itself is the same on every backend.
 XLA reads XLA_FLAGS once, when the first backend is created (the first
 computation or `jax.devices()`), not at `import jax`. `apply_cpu_defaults()`
 must therefore run before that; it is a no-op with a warning afterwards.
+
+`run_once(fn, *args)` is for a program that a process runs once (the random
+initialisation): it compiles without XLA's backend optimisations, because its
+compile time, not its run time, is what the user waits for.
 """
 import logging
 import os
@@ -43,3 +47,20 @@ def apply_cpu_defaults(environ=None):
     return ''
   environ[ENV_VAR] = ' '.join(CPU_DEFAULTS)
   return environ[ENV_VAR]
+
+
+# A run-once program's compile options: on XLA:CPU the random initialisation compiles several times
+# faster without the backend optimisations, and its values agree to float32 rounding (docs/performance.md, "Start-up").
+RUN_ONCE_OPTIONS = {'xla_backend_optimization_level': 0}
+
+
+def run_once(fn, *args):
+  """`jax.jit(fn)(*args)`, compiled with RUN_ONCE_OPTIONS (a program that runs once per process).
+
+  Under a transformation (e.g. `jax.eval_shape`) nothing compiles: it is `jax.jit(fn)(*args)`.
+  """
+  import jax  # pylint: disable=import-outside-toplevel  (this module is read before jax's flags are set)
+  jitted = jax.jit(fn)
+  if any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(args)):
+    return jitted(*args)
+  return jitted.lower(*args).compile(compiler_options=RUN_ONCE_OPTIONS)(*args)
