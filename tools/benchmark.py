@@ -1,4 +1,4 @@
-r"""Benchmarks: network forward, train step, data pipeline, multi-device scaling.
+r"""Benchmarks: network forward, train step, data pipeline, multi-device scaling, start-up.
 
   python tools/benchmark.py forward --network all --shape 192,640 [--batch 1 --dtype float32 --iters 5]
   python tools/benchmark.py forward --network PackNet01 --torch_reference --torch_source /path/to/packnet-sfm
@@ -8,6 +8,7 @@ r"""Benchmarks: network forward, train step, data pipeline, multi-device scaling
   python tools/benchmark.py data [--path KITTI_ROOT --split splits/train.txt] --shape 96,320
   python tools/benchmark.py data --source_shape 375,1242 --shape 192,640 --depth_type velodyne [--records]
   python tools/benchmark.py scaling --network DepthResNet18 --shape 192,640 --batch 1
+  python tools/benchmark.py start_up --network all --shape 192,640
 
 Every measurement prints one JSON line with the device kind and library
 versions. Compilation and warm-up iterations are excluded from the timings
@@ -26,11 +27,11 @@ or $PACKNET_SFM_SOURCE (see tools/torch_reference.py). Records then carry
 """
 import sys
 
-from bench import data, forward, scaling, train_step
+from bench import data, forward, scaling, start_up, train_step
 from packnet_jax import cli
 
 JOBS = {module.__name__.split('.')[-1]: (module.parse_flags, module.run)
-        for module in (forward, train_step, data, scaling)}
+        for module in (forward, train_step, data, scaling, start_up)}
 
 
 def main(argv=None):

@@ -74,7 +74,8 @@ class SfmModel(nn.Module):
     return inv_depths, poses
 
 
-def _init_inputs(model, image_shape, num_context, batch_size):
+def init_inputs(model, image_shape, num_context, batch_size):
+  """The zero (rgb, contexts) that the initialisation runs the model on (contexts None without a pose net)."""
   h, w = image_shape
   rgb = jnp.zeros((batch_size, h, w, 3), jnp.float32)
   ctx = jnp.zeros((batch_size, num_context, h, w, 3), jnp.float32) if model.pose_net is not None else None
@@ -87,14 +88,14 @@ def init_variables(model, rng, image_shape, num_context=2, batch_size=1):
   One compiled program (instead of thousands of eager operations), compiled as a
   program that runs once (`xla_flags.run_once`).
   """
-  rgb, ctx = _init_inputs(model, image_shape, num_context, batch_size)
+  rgb, ctx = init_inputs(model, image_shape, num_context, batch_size)
   variables = xla_flags.run_once(functools.partial(model.init, train=False), rng, rgb, ctx)
   return {k: v for k, v in variables.items()}
 
 
 def variable_shapes(model, image_shape, num_context=2, batch_size=1):
   """`init_variables`'s result as jax.ShapeDtypeStructs, from shapes alone (nothing compiles or runs)."""
-  rgb, ctx = _init_inputs(model, image_shape, num_context, batch_size)
+  rgb, ctx = init_inputs(model, image_shape, num_context, batch_size)
   variables = jax.eval_shape(functools.partial(model.init, train=False), jax.random.PRNGKey(0), rgb, ctx)
   return {k: v for k, v in variables.items()}
 

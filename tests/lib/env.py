@@ -1,14 +1,15 @@
 """Environments of test subprocesses: one device, and XLA options that compile fast."""
 import os
 
-# XLA:CPU at backend optimisation level 1 and without LLVM's expensive passes: for the tests that check
-# what a command or a config does (resume, skip, kill, one workdir for every tool, every config's train
-# step), not XLA's code. On the 2-core machine, for the demo's train step at 32x96 on one device, this
-# compiles about a third faster than the defaults with a step as fast; level 0 compiles a little faster
-# still but runs every step several times slower, which the multi-step CLI tests pay for. The README
-# demo in .ci/run runs the entry points' default flags end to end, and the parity tests run in-process
-# under those defaults.
-FAST_COMPILE_OPTIONS = {'xla_backend_optimization_level': 1, 'xla_llvm_disable_expensive_passes': True}
+from packnet_jax.utils.xla_flags import FAST_COMPILE_OPTIONS
+
+# XLA:CPU options that compile fast (packnet_jax.utils.xla_flags.FAST_COMPILE_OPTIONS), for the tests
+# that check what a command or a config does (resume, skip, kill, one workdir for every tool, every
+# config's train step), not XLA's code. On the 2-core machine, for the demo's train step at 32x96 on one
+# device, this compiles about a third faster than the defaults with a step as fast; level 0 compiles a
+# little faster still but runs every step several times slower, which the multi-step CLI tests pay for.
+# The README demo in .ci/run runs the entry points' default flags end to end, and the parity tests run
+# in-process under those defaults.
 FAST_COMPILE_FLAGS = tuple(f'--{key}={str(value).lower()}' for key, value in FAST_COMPILE_OPTIONS.items())
 
 
