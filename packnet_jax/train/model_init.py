@@ -57,16 +57,23 @@ def build_model(config):
 def init_variables(model, config, rng, image_shape, load_weights=True):
   """Random-initialised variables {'params', 'batch_stats'} (numpy), ImageNet encoders, then released weights.
 
-  `load_weights=False` skips both (a run resuming from its own checkpoint overwrites them anyway,
-  and must not need the weight files again).
+  Every weight file is read and checked (into a template of zeros) before the initialisation
+  compiles, so a bad file fails in seconds; the loaded leaves then replace the random ones.
+  `load_weights=False` skips the files (a run resuming from its own checkpoint overwrites the
+  weights anyway, and must not need the files again).
   """
+  if load_weights:
+    template = jax.tree_util.tree_map(lambda s: np.zeros(s.shape, s.dtype),
+                                      variable_shapes(model, config, image_shape))
+    # 'pt' versions: torchvision ImageNet weights in the ResNet encoders (a checkpoint below still wins).
+    loaded = imagenet_init.apply_imagenet_encoders(jax.tree_util.tree_map(lambda x: x, template), config)
+    loaded = load_pretrained(loaded, config)
   variables = _params_and_batch_stats(jax.device_get(sfm_model.init_variables(
       model, rng, image_shape, num_context=max(1, num_contexts(config)))))
   if not load_weights:
     return variables
-  # 'pt' versions: torchvision ImageNet weights in the ResNet encoders (a checkpoint below still wins).
-  variables = imagenet_init.apply_imagenet_encoders(variables, config)
-  return load_pretrained(variables, config)
+  # The loaders put new arrays where they load; a leaf still the template's own zero array was not loaded.
+  return jax.tree_util.tree_map(lambda zero, got, drawn: drawn if got is zero else got, template, loaded, variables)
 
 
 def variable_shapes(model, config, image_shape):

@@ -262,21 +262,28 @@ def train_and_evaluate(config, workdir):
   best = workdir_lib.best_checkpoints(config)
   manager = checkpointing.create_manager(workdir, keep=config.checkpoint.keep,
                                          async_save=config.checkpoint.async_save, best=best)
-  resuming = manager.latest_step() is not None
-  if resuming:
-    state, schedules = restore_template(config, model, steps_per_epoch)
-    state, meta = checkpointing.restore(manager, state)
-    logging.info('resumed from %s at step %d', manager.directory, meta.get('step', -1))
-  else:
+  latest = manager.latest_step()
+  state = None
+  if latest is None and config.model.continue_training:   # the reference run's epoch sets the start step
     state, schedules = create_train_state(config, model, steps_per_epoch)
-  start_step = int(state.step)
-  meta = {'name': config.name, 'steps_per_epoch': steps_per_epoch}
-
+  # A checkpoint is saved at its state's step, so the start is known before the state exists.
+  start_step = int(state.step) if state is not None else int(latest or 0)
   train_iter = data_config.make_train_iterator(
       train_cfg, batch_size=config.datasets.train.batch_size, seed=config.arch.seed,
       start_step=start_step, shuffle=config.datasets.train.shuffle, source=source)
-  # Read the first batch before writing anything: bad data fails with nothing written.
+  # Read the first batch before the initialisation compiles and before anything is written: bad data
+  # fails in seconds, with nothing written.
   first_batch = next(train_iter) if start_step < total_steps else None
+  if latest is not None:
+    state, schedules = restore_template(config, model, steps_per_epoch)
+    state, meta = checkpointing.restore(manager, state)
+    logging.info('resumed from %s at step %d', manager.directory, meta.get('step', -1))
+    if int(state.step) != start_step:
+      raise ValueError(f'{manager.directory}: checkpoint {latest} holds the state of step {int(state.step)}')
+  elif state is None:
+    state, schedules = create_train_state(config, model, steps_per_epoch)
+  meta = {'name': config.name, 'steps_per_epoch': steps_per_epoch}
+
   workdir_lib.write_config(workdir, config)
   writer = train_logging.create_writer(workdir, config=config)
   p_step = _compile_step(config, model, layout)
