@@ -8,6 +8,7 @@ import pytest
 
 from lib.fixtures import load_json
 from lib import recipe
+from lib import tiny_training
 from lib import torch_writer
 
 from configs import demo
@@ -15,6 +16,7 @@ from packnet_jax.models import sfm_model
 from packnet_jax.train import continue_from_ckpt
 from packnet_jax.train import model_init
 from packnet_jax.train import optim
+from packnet_jax.train import train
 from packnet_jax.train.train_state import TrainState
 
 STEPS_PER_EPOCH = 5
@@ -104,3 +106,22 @@ def test_next_update_is_torch_adam_from_the_stored_moments(continued):
   v = b2 * entry['exp_avg_sq'] + (1 - b2) * 1.0
   expected = -lr * (m / (1 - b1**t)) / (np.sqrt(v / (1 - b2**t)) + eps)
   np.testing.assert_allclose(updates['pose_net']['pose_pred']['bias'], expected, rtol=2e-5)
+
+
+def test_a_training_run_starts_after_the_stored_epoch_from_its_weights(tmp_path):
+  """train_and_evaluate with model.continue_training: the step counter (and with it the data position)
+  starts after the .ckpt's epoch, and the networks hold the .ckpt's weights."""
+  path = tmp_path / 'run.ckpt'
+  state_dict, _ = _write_ckpt(path)
+  assert jax.device_count() == 2   # kitti_synth's 4 training samples at batch 1 per device: 2 steps per epoch
+  start = (EPOCH + 1) * 2
+  config = tiny_training.tiny_config(max_steps=start)   # nothing left to train: no train step compiles
+  config.model.depth_net.name, config.model.depth_net.version = 'DepthResNet', '18'
+  config.model.checkpoint_path = str(path)
+  config.model.continue_training = True
+  result = train.train_and_evaluate(config, tmp_path / 'run')
+  assert int(result.state.step) == start and result.history == []
+  np.testing.assert_array_equal(result.state.params['pose_net']['pose_pred']['bias'],
+                                state_dict['model.pose_net.pose_pred.bias'])
+  np.testing.assert_array_equal(result.state.params['depth_net']['encoder']['encoder']['conv1']['kernel'],
+                                state_dict['model.depth_net.encoder.encoder.conv1.weight'].transpose(2, 3, 1, 0))
