@@ -12,8 +12,8 @@ computation or `jax.devices()`), not at `import jax`. `apply_cpu_defaults()`
 must therefore run before that; it is a no-op with a warning afterwards.
 
 `run_once(fn, *args)` is for a program that a process runs once (the random
-initialisation): it compiles without XLA's backend optimisations, because its
-compile time, not its run time, is what the user waits for.
+initialisation): it compiles with XLA's cheaper options (FAST_COMPILE_OPTIONS),
+because its compile time, not its run time, is what the user waits for.
 """
 import logging
 import os
