@@ -58,9 +58,7 @@ def _scalars_from_events(workdir, tag):
 
 def test_a_collapsing_run_says_so(tmp_path, capsys, monkeypatch):
   """Depth lr 10 saturates the tiny net's sigmoid heads: constant depth, zero depth gradient."""
-  for name in ('jit_train_step', 'pmap_train_step'):
-    make = getattr(train.train_step_lib, name)
-    monkeypatch.setattr(train.train_step_lib, name, lambda fn, make=make: tiny_training.fast_compiling(make(fn)))
+  tiny_training.compile_loop_steps_fast(monkeypatch)
   config = tiny_training.tiny_config(max_steps=5)
   config.optim.depth.lr = 10.0
   config.train.collapse_patience = 2
